@@ -1,0 +1,154 @@
+"""Classifier architectures, and safetensors save/load with a JSON sidecar.
+
+All models take inputs in [0, 1] of shape (B, C, H, W) and return logits (B, K); any
+normalisation happens inside the model, so attacks work in pixel space.
+Checkpoints are ``model.safetensors`` plus ``model.json`` (architecture, its keyword
+arguments, provenance). :func:`load_model` rebuilds the architecture from the sidecar and
+loads the tensors; nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .utils import dumps
+
+FORMAT = "advgen-model/1"
+
+
+class LogReg(nn.Module):
+    """Softmax regression: the lecture's linear model, logits = W x + b."""
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        c, h, w = in_shape
+        self.linear = nn.Linear(c * h * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, K)
+        return self.linear(x.flatten(1))
+
+
+class MLP(nn.Module):
+    """Two hidden ReLU layers."""
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int, hidden: int = 256):
+        super().__init__()
+        c, h, w = in_shape
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CNN(nn.Module):
+    """LeNet-like: two conv-BN-ReLU-pool blocks and two dense layers (the main target)."""
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int, width: int = 32,
+                 hidden: int = 128, dropout: float = 0.25):
+        super().__init__()
+        c, h, w = in_shape
+        self.features = nn.Sequential(
+            nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.MaxPool2d(2))
+        flat = 2 * width * (h // 4) * (w // 4)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, hidden),
+                                  nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (B, hidden), used as a feature space for distances."""
+        return self.head[:-2](self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class ResNet(nn.Module):
+    """A small residual net (three stages of basic blocks), a different-architecture surrogate."""
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int, width: int = 16):
+        super().__init__()
+        c = in_shape[0]
+        self.stem = nn.Sequential(nn.Conv2d(c, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stages = nn.Sequential(_Block(width, width, 1), _Block(width, 2 * width, 2),
+                                    _Block(2 * width, 4 * width, 2))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+ARCHS: dict[str, type[nn.Module]] = {"logreg": LogReg, "mlp": MLP, "cnn": CNN, "resnet": ResNet}
+
+
+def build_model(arch: str, in_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
+    """Instantiate ``arch`` (one of :data:`ARCHS`) for inputs (C, H, W) and K classes."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHS)}")
+    try:
+        return ARCHS[arch](tuple(in_shape), num_classes, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"architecture {arch!r}: bad arguments {kwargs}: {exc}") from None
+
+
+def save_model(model: nn.Module, out_dir: str | Path, sidecar: dict[str, Any]) -> None:
+    """Write ``model.safetensors`` and ``model.json`` into ``out_dir`` (an existing folder).
+
+    ``sidecar`` must hold ``arch``, ``arch_kwargs``, ``in_shape`` and ``num_classes``.
+    """
+    out_dir = Path(out_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = out_dir / "model.safetensors"
+    save_file(state, str(weights))
+    meta = {"format": FORMAT, **sidecar,
+            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    (out_dir / "model.json").write_text(dumps(meta))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model saved by the ``train`` stage, in eval mode.
+
+    ``path`` is the model folder (or its ``model.json``). Raises FileNotFoundError or
+    ValueError naming the file when it is missing or was not produced by ``train``.
+    """
+    path = Path(path)
+    folder = path.parent if path.suffix == ".json" else path
+    meta_path, weights = folder / "model.json", folder / "model.safetensors"
+    for p in (meta_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: not found; models are written by the train stage")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: expected format {FORMAT!r}, found "
+                         f"{meta.get('format') if isinstance(meta, dict) else meta!r}; not produced by train")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if digest != meta.get("weights_sha256"):
+        raise ValueError(f"{weights}: sha256 {digest} does not match the sidecar's {meta.get('weights_sha256')}")
+    model = build_model(meta["arch"], tuple(meta["in_shape"]), meta["num_classes"], **meta["arch_kwargs"])
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    model.sidecar = meta  # type: ignore[attr-defined]
+    return model.to(device).eval()

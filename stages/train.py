@@ -1,0 +1,131 @@
+"""Stage train: fit one classifier from params ``train.models.<name>``.
+
+Usage: ``python stages/train.py <name>``. With ``train.nproc > 1`` it relaunches itself
+under torchrun (gloo on CPU, nccl on GPU); only rank 0 writes.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from advgen import stage
+from advgen.config import ConfigError, from_dict, require, section
+from advgen.data import load_classes, load_split, manifest_sha256, subset, to_float
+from advgen.models import ARCHS, build_model, save_model
+from advgen.training import fit
+from advgen.utils import atomic_dir, round_floats, atomic_write_json, atomic_write_text, resolve_device, seed_everything
+
+
+@dataclass
+class ModelSpec:
+    arch: str
+    arch_kwargs: dict = field(default_factory=dict)
+    lr: float | None = None  # overrides train.lr
+    resolution: int | None = None  # train on area-downsampled images (C4)
+
+    def validate(self) -> None:
+        require(self.arch in ARCHS, "train.models.*.arch", f"must be one of {sorted(ARCHS)}, found {self.arch!r}")
+        require(self.resolution is None or self.resolution >= 2, "train.models.*.resolution",
+                f"must be >= 2, found {self.resolution}")
+
+
+@dataclass
+class TrainConfig:
+    models: dict
+    lr: float
+    weight_decay: float
+    nproc: int
+    epochs: int  # profile
+    batch_size: int  # profile
+    n_train: int  # profile; 0 = all
+    n_test: int  # profile; 0 = all
+
+    def validate(self) -> None:
+        require(self.lr > 0, "train.lr", f"must be > 0, found {self.lr}")
+        require(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, found {self.weight_decay}")
+        require(self.nproc >= 1, "train.nproc", f"must be >= 1, found {self.nproc}")
+        require(self.epochs >= 1, "profiles.*.train.epochs", f"must be >= 1, found {self.epochs}")
+        require(self.batch_size >= self.nproc, "profiles.*.train.batch_size",
+                f"must be >= train.nproc ({self.nproc}), found {self.batch_size}")
+        require(self.n_train >= 0 and self.n_test >= 0, "profiles.*.train.n_train/n_test", "must be >= 0")
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """Re-run this script under torchrun with ``nproc`` workers, then exit with its code."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *sys.argv]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
+    code = subprocess.call(cmd, env=env)
+    if code:
+        raise RuntimeError(f"torchrun with {nproc} processes failed with exit code {code}")
+
+
+def _init_distributed(device_name: str) -> tuple[int, Any]:
+    import torch
+    import torch.distributed as dist
+
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), device
+
+
+def train_model(params: dict, name: str) -> None:
+    common = stage.common(params)
+    cfg = from_dict(TrainConfig, section(params, "train"), "train")
+    if name not in cfg.models:
+        raise ConfigError(f"params.yaml: model {name!r} is not in train.models {sorted(cfg.models)}")
+    spec = from_dict(ModelSpec, cfg.models[name], f"train.models.{name}")
+    if cfg.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        _launch_torchrun(cfg.nproc)
+        return
+    rank, device = (_init_distributed(common.device) if "LOCAL_RANK" in os.environ
+                    else (0, resolve_device(common.device)))
+    gen = seed_everything(common.seed)
+    dataset = params["ingest"]["dataset"]
+    prepared = Path("data/prepared") / dataset
+    (xtr, ytr), (xte, yte) = load_split(prepared, "train"), load_split(prepared, "test")
+    xtr, ytr = subset(xtr, ytr, cfg.n_train, gen)
+    xte, yte = subset(xte, yte, cfg.n_test, gen)
+    xtr, xte = to_float(xtr, spec.resolution), to_float(xte, spec.resolution)
+    num_classes = len(load_classes(prepared))
+    model = build_model(spec.arch, tuple(xtr.shape[1:]), num_classes, **spec.arch_kwargs)
+    result = fit(model, (xtr, ytr), (xte, yte), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                 lr=spec.lr or cfg.lr, weight_decay=cfg.weight_decay, num_classes=num_classes,
+                 generator=gen, device=device)
+    if rank != 0:
+        return
+    sidecar = {"name": name, "arch": spec.arch, "arch_kwargs": spec.arch_kwargs,
+               "in_shape": list(xtr.shape[1:]), "num_classes": num_classes, "dataset": dataset,
+               "data_manifest_sha256": manifest_sha256(prepared), "seed": common.seed,
+               "profile": common.profile, "nproc": cfg.nproc,
+               "config": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": spec.lr or cfg.lr,
+                          "weight_decay": cfg.weight_decay, "n_train": len(ytr), "n_test": len(yte),
+                          "resolution": spec.resolution}}
+    with atomic_dir(Path("models") / name) as tmp:
+        save_model(model.cpu(), tmp, sidecar)
+    out = Path("reports/train") / name
+    metrics = {"model": name, "arch": spec.arch, "test_accuracy": result.metrics["accuracy"],
+               "test_loss": result.metrics["loss"], "per_class_accuracy": result.metrics["per_class_accuracy"],
+               "n_train": len(ytr), "n_test": len(yte), "epochs": cfg.epochs,
+               "params": sum(p.numel() for p in model.parameters())}
+    atomic_write_json(out / "metrics.json", round_floats(metrics))
+    atomic_write_text(out / "curve.tsv", pd.DataFrame(result.history).to_csv(sep="\t", index=False,
+                                                                               float_format="%.6f"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python stages/train.py <model name from params train.models>")
+    model_name = sys.argv[1]
+    # Under torchrun the launching process records the cost, children included.
+    cost = None if "LOCAL_RANK" in os.environ else Path("reports/train") / model_name / "cost.json"
+    stage.run("train", lambda p: train_model(p, model_name), cost)
