@@ -27,6 +27,7 @@ class ModelSpec:
     arch_kwargs: dict = field(default_factory=dict)
     lr: float | None = None  # overrides train.lr
     resolution: int | None = None  # train on area-downsampled images (C4)
+    seed: int | None = None  # overrides the top-level seed (a second model of the same arch)
 
     def validate(self) -> None:
         require(self.arch in ARCHS, "train.models.*.arch", f"must be one of {sorted(ARCHS)}, found {self.arch!r}")
@@ -89,7 +90,8 @@ def train_model(params: dict, name: str) -> None:
         return
     rank, device = (_init_distributed(common.device) if "LOCAL_RANK" in os.environ
                     else (0, resolve_device(common.device)))
-    gen = seed_everything(common.seed)
+    seed = common.seed if spec.seed is None else spec.seed
+    gen = seed_everything(seed)
     dataset = params["ingest"]["dataset"]
     prepared = Path("data/prepared") / dataset
     (xtr, ytr), (xte, yte) = load_split(prepared, "train"), load_split(prepared, "test")
@@ -105,7 +107,7 @@ def train_model(params: dict, name: str) -> None:
         return
     sidecar = {"name": name, "arch": spec.arch, "arch_kwargs": spec.arch_kwargs,
                "in_shape": list(xtr.shape[1:]), "num_classes": num_classes, "dataset": dataset,
-               "data_manifest_sha256": manifest_sha256(prepared), "seed": common.seed,
+               "data_manifest_sha256": manifest_sha256(prepared), "seed": seed,
                "profile": common.profile, "nproc": cfg.nproc,
                "config": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": spec.lr or cfg.lr,
                           "weight_decay": cfg.weight_decay, "n_train": len(ytr), "n_test": len(yte),

@@ -104,6 +104,138 @@ def _c3(_: dict) -> Finding:
         verdict="supported" if ok else "not_supported")
 
 
+def _metrics(collected: dict, key: str) -> dict | None:
+    return collected.get(key, {}).get("metrics")
+
+
+def _verdict(ok: bool) -> str:
+    return "supported" if ok else "not_supported"
+
+
+@evaluator("C1")
+def _c1(c: dict) -> Finding | None:
+    m = _metrics(c, "forge")
+    if not m:
+        return None
+    r, real = m["c1"], m["c1"]["realism"]
+    ok = r["success_rate"] >= 0.9 and real["fraction_beyond_real_q"] >= 0.5
+    return Finding(
+        experiment=f"forge stage: Adam on the pixels from uniform noise to each class, model {m['model']}; "
+                   f"nearest real training image of the target class in the model's penultimate features",
+        measured=(f"success {100 * r['success_rate']:.1f}% of {r['n']}; {100 * real['fraction_beyond_real_q']:.1f}% "
+                  f"of forgeries farther from every real target image than {100 * real['q']:.0f}% of real test images; "
+                  f"median NN distance forged/real = {real['feature']['ratio']:.2f} (features), "
+                  f"{real['pixel']['ratio']:.2f} (pixels)"),
+        criterion="success >= 90% and >= 50% of forgeries beyond the real images' 95th-percentile NN distance",
+        verdict=_verdict(ok))
+
+
+@evaluator("C2")
+def _c2(c: dict) -> Finding | None:
+    m = _metrics(c, "forge")
+    if not m:
+        return None
+    r, ce = m["c2"]["mse"], m["c2"]["ce"]
+    ok = r["success_rate"] >= 0.9 and r["fraction_closer_to_x0_than_any_real_target"] >= 0.9
+    return Finding(
+        experiment=f"forge stage: ||softmax(f(x)) - onehot(t)||^2 + lambda ||x - x0||^2 from real test images, model {m['model']}",
+        measured=(f"success {100 * r['success_rate']:.1f}%; median L2 {r['median_l2']:.2f}, Linf {r['median_linf']:.2f} "
+                  f"(x0 to nearest real target image: L2 {r['median_l2_x0_to_nearest_real_target']:.2f}); "
+                  f"{100 * r['fraction_closer_to_x0_than_any_real_target']:.0f}% stay closer to x0; "
+                  f"CE variant: success {100 * ce['success_rate']:.1f}%, median L2 {ce['median_l2']:.2f}"),
+        criterion="success >= 90% and >= 90% of successes closer (L2) to x0 than x0 is to any real image of the target",
+        verdict=_verdict(ok))
+
+
+@evaluator("C4")
+def _c4(c: dict) -> Finding | None:
+    m = _metrics(c, "dimension")
+    if not m:
+        return None
+    rows = sorted(m["models"].values(), key=lambda r: r["dim"])
+    drops = [r["accuracy_drop"] for r in rows]
+    margins = [r["mean_margin_drop"] for r in rows]
+    ok = all(a < b for a, b in zip(drops, drops[1:])) and all(a < b for a, b in zip(margins, margins[1:]))
+    return Finding(
+        experiment=f"dimension stage: FGSM eps={m['eps']:g} on logreg trained at "
+                   + ", ".join(f"d={r['dim']}" for r in rows),
+        measured="; ".join(f"d={r['dim']}: acc {100 * r['clean_accuracy']:.1f}->{100 * r['fgsm_accuracy']:.1f}%, "
+                           f"margin drop {r['mean_margin_drop']:.2f} vs eps||w_y-w_j||_1 {r['mean_eps_l1_bound']:.2f}"
+                           for r in rows),
+        criterion="accuracy drop and mean margin drop both increase strictly with d",
+        verdict=_verdict(ok))
+
+
+@evaluator("C5")
+def _c5(c: dict) -> Finding | None:
+    m = _metrics(c, "robustness/cnn")
+    if not m or "fgsm" not in m["linf"] or "0.05" not in m["linf"]["fgsm"]:
+        return None
+    clean, adv = m["clean_accuracy"], m["linf"]["fgsm"]["0.05"]
+    return Finding(
+        experiment=f"attack@cnn-fgsm: one gradient evaluation per image, eps=0.05 (n={m['n']})",
+        measured=f"accuracy {100 * clean:.1f}% -> {100 * adv:.1f}% (eps=0.1: {100 * m['linf']['fgsm'].get('0.1', float('nan')):.1f}%)",
+        criterion="FGSM at eps=0.05 lowers accuracy by >= 20 points",
+        verdict=_verdict(clean - adv >= 0.20))
+
+
+@evaluator("C6")
+def _c6(c: dict) -> Finding | None:
+    m = _metrics(c, "transfer")
+    if not m or "cnn" not in m["clean"]:
+        return None
+    clean = m["clean"]["cnn"]
+    sources = {s: r["cnn"] for s, r in m["matrix"].items() if s != "cnn"}
+    best = min(sources, key=sources.get)
+    rob = _metrics(c, "robustness/cnn") or {}
+    noise = rob.get("linf", {}).get("noise", {}).get(f"{m['eps']:g}")
+    noise_drop = clean - noise if noise is not None else 0.0
+    drop = clean - sources[best]
+    ok = drop >= 0.20 and drop >= 3 * noise_drop
+    return Finding(
+        experiment=f"transfer stage: PGD-{m['steps']} eps={m['eps']:g} crafted on each surrogate, evaluated on cnn",
+        measured=f"cnn clean {100 * clean:.1f}%; " + ", ".join(f"from {s}: {100 * a:.1f}%" for s, a in sources.items())
+                 + (f"; noise {100 * noise:.1f}%" if noise is not None else ""),
+        criterion="the best surrogate lowers cnn accuracy by >= 20 points and >= 3x the uniform-noise drop",
+        verdict=_verdict(ok))
+
+
+@evaluator("C7")
+def _c7(c: dict) -> Finding | None:
+    m = _metrics(c, "attacks/cnn/square")
+    if not m or "square" not in m:
+        return None
+    sq = m["square"]
+    succ = sq["success_at_budget"]
+    full, window = str(max(int(b) for b in succ)), str(sq["window_budget"])
+    ok = succ[window] <= succ[full] - 0.10
+    return Finding(
+        experiment=f"attack@cnn-square: Square Attack eps={sq['eps']:g}, scores only; budget -> time at "
+                   f"{sq['queries_per_minute']:g} queries/min",
+        measured="; ".join(f"{b} queries ({sq['hours_at_rate_limit'][b]:.1f} h): {100 * s:.1f}%" for b, s in succ.items()),
+        criterion=f"success within a {sq['window_minutes']:g}-minute window ({window} queries) is >= 10 points "
+                  f"below success at {full} queries",
+        verdict=_verdict(ok))
+
+
+@evaluator("C8")
+def _c8(c: dict) -> Finding | None:
+    m = _metrics(c, "patch")
+    if not m:
+        return None
+    p = m["patches"]
+    ok = p["with_terms"]["success_rate"] >= 0.5 and p["with_terms"]["success_rate"] >= p["random_baseline"]["success_rate"] + 0.3
+    return Finding(
+        experiment=f"patch stage: universal {m['size']}x{m['size']} patch ({100 * m['area_fraction']:.0f}% of the image), "
+                   f"target class {m['target']}, random locations, held-out images",
+        measured=(f"success with NPS+TV {100 * p['with_terms']['success_rate']:.1f}% (NPS {p['with_terms']['nps']:.3f}, "
+                  f"TV {p['with_terms']['tv']:.3f}); without {100 * p['without_terms']['success_rate']:.1f}% "
+                  f"(NPS {p['without_terms']['nps']:.3f}, TV {p['without_terms']['tv']:.3f}); "
+                  f"random patch {100 * p['random_baseline']['success_rate']:.1f}%"),
+        criterion="success with the printability terms >= 50% and >= random patch + 30 points",
+        verdict=_verdict(ok))
+
+
 def claims_table(collected: dict) -> list[dict]:
     """One row per claim C1–C18: ``{id, claim, experiment, measured, criterion, verdict}``."""
     rows = []

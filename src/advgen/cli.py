@@ -16,8 +16,13 @@ from pathlib import Path
 from .claims import c3_worked_example
 
 
+def venv_env() -> dict[str, str]:
+    """The environment with this interpreter's folder first on PATH, so dvc's ``python`` is ours."""
+    return {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+
 def _run(cmd: list[str], cwd: Path) -> None:
-    subprocess.run(cmd, cwd=cwd, check=True)
+    subprocess.run(cmd, cwd=cwd, check=True, env=venv_env())
 
 
 def set_profile(repo: Path, profile: str) -> None:

@@ -67,7 +67,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
         preds.append(logits.argmax(1).cpu())
     pred = torch.cat(preds)
     hit = (pred == y).float()
-    per_class = [float(hit[y == k].mean()) if (y == k).any() else float("nan") for k in range(num_classes)]
+    per_class = [float(hit[y == k].mean()) if (y == k).any() else None for k in range(num_classes)]
     return {"accuracy": float(hit.mean()), "loss": loss_sum / len(y), "per_class_accuracy": per_class}
 
 

@@ -1,0 +1,52 @@
+"""Shared fixtures: synthetic IDX datasets written by the tests themselves."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advgen.data import DatasetSpec, FileSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+FMNIST_LOCAL = Path("/usr/share/datasets/fashion-mnist")
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """Encode a uint8 array as an IDX file (magic 0x0000 08 ndim, big-endian dims)."""
+    header = (0x0800 | arr.ndim).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_gz(path: Path, payload: bytes) -> str:
+    """Write gzip (fixed mtime, so bytes are reproducible) and return its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+        fh.write(payload)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def synthetic_mnist(folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0,
+                    payloads: dict[str, bytes] | None = None) -> DatasetSpec:
+    """Write MNIST-layout IDX files into ``folder`` and return a spec pinning their sha256."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": (np.arange(n_train) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    roles = ["train_images", "train_labels", "test_images", "test_labels"]
+    files = {}
+    for role, (name, arr) in zip(roles, arrays.items()):
+        payload = (payloads or {}).get(name, idx_bytes(arr))
+        files[role] = FileSpec(name, (f"sha256:{write_gz(folder / name, payload)}",))
+    return DatasetSpec(name="mnist", files=files, mirrors=(str(folder),), fmt="idx",
+                       classes=tuple(str(i) for i in range(10)), shape=(1, 28, 28))
+
+
+@pytest.fixture
+def mnist_dir(tmp_path: Path) -> Path:
+    return tmp_path / "mirror"

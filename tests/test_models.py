@@ -1,0 +1,54 @@
+"""Architectures and the safetensors checkpoint format."""
+import json
+
+import pytest
+import torch
+
+from advgen.models import ARCHS, build_model, load_model, save_model
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 32, 32)])
+def test_shapes(arch, shape):
+    model = build_model(arch, shape, 10).eval()
+    assert model(torch.rand(4, *shape)).shape == (4, 10)
+
+
+def _saved(tmp_path, arch="cnn"):
+    torch.manual_seed(0)
+    model = build_model(arch, (1, 28, 28), 10, **({"width": 8} if arch == "cnn" else {})).eval()
+    save_model(model, tmp_path, {"arch": arch, "arch_kwargs": {"width": 8} if arch == "cnn" else {},
+                                 "in_shape": [1, 28, 28], "num_classes": 10})
+    return model
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_round_trip_gives_identical_logits(tmp_path, arch):
+    model = _saved(tmp_path, arch)
+    loaded = load_model(tmp_path)
+    x = torch.rand(5, 1, 28, 28)
+    assert torch.equal(model(x), loaded(x)) and not loaded.training
+    assert loaded.sidecar["arch"] == arch
+
+
+def test_missing_files_and_foreign_sidecars(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.json: not found; models are written by the train stage"):
+        load_model(tmp_path)
+    _saved(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**meta, "format": "other"}))
+    with pytest.raises(ValueError, match="expected format 'advgen-model/1', found 'other'; not produced by train"):
+        load_model(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    data = bytearray((tmp_path / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="does not match the sidecar"):
+        load_model(tmp_path)
+
+
+def test_unknown_arch():
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'"):
+        build_model("vgg", (1, 28, 28), 10)
+    with pytest.raises(ValueError, match="architecture 'cnn': bad arguments"):
+        build_model("cnn", (1, 28, 28), 10, depth=3)
