@@ -16,9 +16,20 @@ from advgen import stage
 from advgen.attacks import PGD
 from advgen.evaluation import eval_set, load_for_attack
 from advgen.params import load_attack_config
-from advgen.robustness import WHITE_BOX, predict, sanity_checks, worst_case
+from advgen.robustness import WHITE_BOX, Check, predict, sanity_checks, worst_case
 from advgen.utils import atomic_write_json, atomic_write_text, resolve_device, round_floats, seed_everything
 
+
+
+def pgd_budgets(model, x, y, eps: float, cfg, gen) -> dict[str, float]:
+    """PGD accuracy at ``eps`` with the base budget, more steps, then more restarts too."""
+    out = {}
+    for steps, restarts in ((cfg.pgd_steps, cfg.pgd_restarts), (cfg.more_steps, cfg.pgd_restarts),
+                            (cfg.more_steps, cfg.more_restarts)):
+        adv = torch.cat([PGD(model, eps, steps=steps, restarts=restarts, generator=gen)(x[i:i + 250], y[i:i + 250])
+                         for i in range(0, len(y), 250)])
+        out[f"PGD-{steps}x{restarts}"] = float((predict(model, adv) == y).float().mean())
+    return out
 
 
 def main(params: dict, name: str) -> None:
@@ -73,6 +84,14 @@ def main(params: dict, name: str) -> None:
     variants = reports.get("pgd", {}).get("variants", {})
     checks = sanity_checks(clean, curves_checked, check_eps=cfg.check_eps, pgd_variants=variants,
                            black_box=black_box, unbounded_acc=unbounded_acc, deterministic=deterministic)
+    # At check_eps PGD may already reach 0%, which makes the budget check vacuous; repeat it at
+    # the smallest non-zero eps, where the base PGD leaves the most accuracy to take.
+    low = min(e for e in cfg.eps_linf if e > 0)
+    low_variants = pgd_budgets(model, x, y, low, cfg, gen)
+    names = list(low_variants)
+    ups = [(a, b) for a, b in zip(names, names[1:]) if low_variants[b] > low_variants[a]]
+    checks.append(Check(f"more_steps_or_restarts_never_help_accuracy@{low:g}", not ups,
+                        ", ".join(f"{k}={v:.4f}" for k, v in low_variants.items()) + f" at eps={low:g}"))
     for c in checks:
         if not c.passed:
             print(f"!!! SANITY CHECK FAILED [{name}] {c.name}: {c.detail}", file=sys.stderr)
