@@ -212,7 +212,8 @@ def _c7(c: dict) -> Finding | None:
     return Finding(
         experiment=f"attack@cnn-square: Square Attack eps={sq['eps']:g}, scores only; budget -> time at "
                    f"{sq['queries_per_minute']:g} queries/min",
-        measured="; ".join(f"{b} queries ({sq['hours_at_rate_limit'][b]:.1f} h): {100 * s:.1f}%" for b, s in succ.items()),
+        measured="; ".join(f"{b} queries ({sq['hours_at_rate_limit'][b]:.1f} h): {100 * succ[b]:.1f}%"
+                           for b in sorted(succ, key=int)),
         criterion=f"success within a {sq['window_minutes']:g}-minute window ({window} queries) is >= 10 points "
                   f"below success at {full} queries",
         verdict=_verdict(ok))

@@ -124,7 +124,7 @@ def _robustness_sections(collected: dict) -> list[str]:
     sq = {k.split("/")[1]: v["metrics"]["square"] for k, v in collected.items()
           if k.startswith("attacks/") and k.endswith("/square") and "square" in v.get("metrics", {})}
     if sq:
-        budgets = list(next(iter(sq.values()))["success_at_budget"])
+        budgets = sorted(next(iter(sq.values()))["success_at_budget"], key=int)
         first = next(iter(sq.values()))
         parts += ["## Square Attack: success against query budget", "",
                   f"L-inf eps={first['eps']:g}; hours assume a rate limit of {first['queries_per_minute']:g} queries "
