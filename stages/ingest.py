@@ -7,7 +7,7 @@ from pathlib import Path
 from advgen import stage
 from advgen.config import from_dict, require, section
 from advgen.data import DATASETS, FetchPolicy, ingest
-from advgen.utils import atomic_write_json, seed_everything
+from advgen.utils import atomic_write_json
 
 
 @dataclass
@@ -29,9 +29,8 @@ class IngestConfig:
 
 
 def main(params: dict) -> None:
-    common = stage.common(params)
+    stage.common(params)  # validates the top-level keys
     cfg = from_dict(IngestConfig, section(params, "ingest"), "ingest")
-    seed_everything(common.seed)
     policy = FetchPolicy(cfg.timeout_s, cfg.retries, cfg.backoff_s, cfg.max_bytes)
     manifest = ingest(cfg.dataset, Path("data/raw") / cfg.dataset, Path("data/prepared") / cfg.dataset,
                       policy, mirrors=cfg.mirrors or None)
@@ -42,4 +41,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    stage.run("ingest", main, "reports/ingest/cost.json")
+    stage.run("ingest", main, "reports/cost/ingest.json")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from advgen import stage
 from advgen.report import build_report
-from advgen.utils import atomic_write_json, atomic_write_text, round_floats, seed_everything
+from advgen.utils import atomic_write_json, atomic_write_text, round_floats
 
 
 def main(params: dict) -> None:
-    seed_everything(stage.common(params).seed)
+    stage.common(params)  # validates the top-level keys
     summary, claims, headline = build_report("reports")
     atomic_write_json("reports/claims.json", claims)
     atomic_write_json("reports/metrics.json", round_floats(headline))
@@ -15,4 +15,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    stage.run("report", main, "reports/report/cost.json")
+    stage.run("report", main, None)  # no cost file: the report would read its own

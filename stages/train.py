@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from advgen import stage
 from advgen.config import ConfigError, from_dict, require, section
 from advgen.data import load_classes, load_split, manifest_sha256, subset, to_float
 from advgen.models import ARCHS, build_model, save_model
+from advgen.stats import wilson_p
 from advgen.training import fit
-from advgen.utils import atomic_dir, round_floats, atomic_write_json, atomic_write_text, resolve_device, seed_everything
+from advgen.utils import atomic_dir, atomic_write_json, atomic_write_text, deterministic_kernels, resolve_device, round_floats
 
 
 @dataclass
@@ -91,7 +93,8 @@ def train_model(params: dict, name: str) -> None:
     rank, device = (_init_distributed(common.device) if "LOCAL_RANK" in os.environ
                     else (0, resolve_device(common.device)))
     seed = common.seed if spec.seed is None else spec.seed
-    gen = seed_everything(seed)
+    deterministic_kernels()
+    gen = torch.Generator().manual_seed(seed)
     dataset = params["ingest"]["dataset"]
     prepared = Path("data/prepared") / dataset
     (xtr, ytr), (xte, yte) = load_split(prepared, "train"), load_split(prepared, "test")
@@ -99,7 +102,7 @@ def train_model(params: dict, name: str) -> None:
     xte, yte = subset(xte, yte, cfg.n_test, gen)
     xtr, xte = to_float(xtr, spec.resolution), to_float(xte, spec.resolution)
     num_classes = len(load_classes(prepared))
-    model = build_model(spec.arch, tuple(xtr.shape[1:]), num_classes, **spec.arch_kwargs)
+    model = build_model(spec.arch, tuple(xtr.shape[1:]), num_classes, generator=gen, **spec.arch_kwargs)
     result = fit(model, (xtr, ytr), (xte, yte), epochs=cfg.epochs, batch_size=cfg.batch_size,
                  lr=spec.lr or cfg.lr, weight_decay=cfg.weight_decay, num_classes=num_classes,
                  generator=gen, device=device)
@@ -116,6 +119,7 @@ def train_model(params: dict, name: str) -> None:
         save_model(model.cpu(), tmp, sidecar)
     out = Path("reports/train") / name
     metrics = {"model": name, "arch": spec.arch, "test_accuracy": result.metrics["accuracy"],
+               "test_accuracy_ci95": list(wilson_p(result.metrics["accuracy"], len(yte))),
                "test_loss": result.metrics["loss"], "per_class_accuracy": result.metrics["per_class_accuracy"],
                "n_train": len(ytr), "n_test": len(yte), "epochs": cfg.epochs,
                "params": sum(p.numel() for p in model.parameters())}
@@ -129,5 +133,5 @@ if __name__ == "__main__":
         sys.exit("usage: python stages/train.py <model name from params train.models>")
     model_name = sys.argv[1]
     # Under torchrun the launching process records the cost, children included.
-    cost = None if "LOCAL_RANK" in os.environ else Path("reports/train") / model_name / "cost.json"
+    cost = None if "LOCAL_RANK" in os.environ else Path("reports/cost/train") / f"{model_name}.json"
     stage.run("train", lambda p: train_model(p, model_name), cost)

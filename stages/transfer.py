@@ -8,9 +8,11 @@ import torch
 
 from advgen import stage
 from advgen.config import ConfigError, from_dict, require, section
-from advgen.evaluation import eval_set, load_for_attack
-from advgen.robustness import predict, transfer_matrix
-from advgen.utils import atomic_save_tensors, atomic_write_json, atomic_write_text, resolve_device, round_floats, seed_everything
+from advgen.evaluation import eval_set, load_for_attack, predict
+from advgen.robustness import transfer_matrix
+from advgen.stats import wilson_p
+from advgen.utils import (atomic_save_tensors, atomic_write_json, atomic_write_text, deterministic_kernels, generator,
+                          resolve_device, round_floats)
 
 
 @dataclass
@@ -28,7 +30,7 @@ class TransferConfig:
 def main(params: dict) -> None:
     common = stage.common(params)
     cfg = from_dict(TransferConfig, section(params, "transfer"), "transfer")
-    seed_everything(common.seed)
+    deterministic_kernels()
     device = resolve_device(common.device)
     models = {name: load_for_attack(name, device) for name in cfg.models}
     shapes = {name: tuple(m.sidecar["in_shape"]) for name, m in models.items()}
@@ -37,14 +39,16 @@ def main(params: dict) -> None:
     n_eval = section(params, "attack")["n_eval"]  # the attack stages' evaluation set, for the worst case
     x, y = eval_set(params["ingest"]["dataset"], n_eval, common.seed, next(iter(shapes.values()))[-1])
     x, y = x.to(device), y.to(device)
-    matrix, correct = transfer_matrix(models, x, y, cfg.eps, cfg.steps, torch.Generator(device).manual_seed(common.seed))
+    matrix, correct = transfer_matrix(models, x, y, cfg.eps, cfg.steps, generator(common.seed))
     clean = {name: float((predict(m, x) == y).float().mean()) for name, m in models.items()}
     atomic_save_tensors("data/transfer/correct.safetensors", {k: v.to(torch.uint8) for k, v in correct.items()})
     atomic_write_json("reports/transfer/metrics.json", round_floats(
-        {"eps": cfg.eps, "steps": cfg.steps, "n": len(y), "clean": clean, "matrix": matrix}))
+        {"eps": cfg.eps, "steps": cfg.steps, "n": len(y), "clean": clean, "matrix": matrix,
+         "clean_ci95": {m: list(wilson_p(a, len(y))) for m, a in clean.items()},
+         "matrix_ci95": {s: {t: list(wilson_p(a, len(y))) for t, a in r.items()} for s, r in matrix.items()}}))
     rows = ["source\ttarget\taccuracy"] + [f"{s}\t{t}\t{a:.6f}" for s, r in matrix.items() for t, a in r.items()]
     atomic_write_text(Path("reports/transfer/matrix.tsv"), "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":
-    stage.run("transfer", main, "reports/transfer/cost.json")
+    stage.run("transfer", main, "reports/cost/transfer.json")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from advgen.data import DatasetSpec, FileSpec
+from advgen.data import DatasetSpec, FileSpec, load_digits_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 FMNIST_LOCAL = Path("/usr/share/datasets/fashion-mnist")
@@ -50,3 +51,24 @@ def synthetic_mnist(folder: Path, n_train: int = 60, n_test: int = 20, seed: int
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Path:
     return tmp_path / "mirror"
+
+
+@pytest.fixture(scope="session")
+def digits_cnn():
+    """A small CNN trained on scikit-learn's 8x8 digits (frozen, eval mode), 200 test images it
+    mostly gets right, and the training set: (model, x (200, 1, 8, 8), y (200,), (x_train, y_train))."""
+    from advgen.models import build_model
+    from advgen.training import fit
+
+    s = load_digits_splits()
+    x = torch.from_numpy(s["train"][0]).float() / 255
+    y = torch.from_numpy(s["train"][1]).long()
+    xt = torch.from_numpy(s["test"][0]).float() / 255
+    yt = torch.from_numpy(s["test"][1]).long()
+    model = build_model("cnn", (1, 8, 8), 10, generator=torch.Generator().manual_seed(0), width=16, dropout=0.0)
+    fit(model, (x, y), (xt, yt), epochs=8, batch_size=64, lr=3e-3, weight_decay=0.0, num_classes=10,
+        generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, xt[:200], yt[:200], (x, y)

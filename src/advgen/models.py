@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,33 @@ from torch import nn
 from .utils import dumps
 
 FORMAT = "advgen-model/1"
+
+
+class Dropout(nn.Module):
+    """Inverted dropout whose masks come from an explicit ``torch.Generator``.
+
+    ``nn.Dropout`` draws from torch's global RNG; this one draws from ``self.generator`` (set
+    by :func:`advgen.training.fit`), so training is reproducible without global seeding. With
+    no generator set it falls back to the global RNG. Identity in eval mode.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout p must lie in [0, 1), found {p}")
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        # Drawn on the generator's device (CPU), then moved: a GPU run draws the same masks.
+        keep = torch.rand(x.shape, generator=self.generator, device=self.generator.device
+                          if self.generator is not None else x.device) >= self.p
+        return x * keep.to(x.device, x.dtype) / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class LogReg(nn.Module):
@@ -60,8 +88,8 @@ class CNN(nn.Module):
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
             nn.MaxPool2d(2))
         flat = 2 * width * (h // 4) * (w // 4)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, hidden),
-                                  nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(flat, hidden),
+                                  nn.ReLU(), Dropout(dropout), nn.Linear(hidden, num_classes))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (B, hidden), used as a feature space for distances."""
@@ -102,14 +130,59 @@ class ResNet(nn.Module):
 ARCHS: dict[str, type[nn.Module]] = {"logreg": LogReg, "mlp": MLP, "cnn": CNN, "resnet": ResNet}
 
 
-def build_model(arch: str, in_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
-    """Instantiate ``arch`` (one of :data:`ARCHS`) for inputs (C, H, W) and K classes."""
+def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-draw every Linear/Conv weight and bias from ``generator`` (torch's default init).
+
+    Weights: Kaiming-uniform with a = sqrt(5); biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    exactly the distributions ``nn.Linear``/``nn.Conv2d`` use, but from an explicit generator
+    instead of the global RNG. BatchNorm keeps its constant init.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+    return model
+
+
+def is_conv(model: nn.Module) -> bool:
+    """True when ``model`` has a convolution (it then runs in ``channels_last`` layout)."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def to_layout(model: nn.Module) -> nn.Module:
+    """Put a convolutional model in ``channels_last`` memory format (a no-op for the others).
+
+    Measured on the 2-core CPU: 1.4-1.5x faster training and 1.1-1.8x faster input-gradient
+    evaluation for ``cnn`` and ``resnet`` (benchmarks/bench_train.py).
+    """
+    return model.to(memory_format=torch.channels_last) if is_conv(model) else model
+
+
+def layout_of(model: nn.Module) -> torch.memory_format:
+    """The memory format inputs should have for ``model``: ``channels_last`` when its conv
+    weights use it (see :func:`to_layout`), else the default contiguous format."""
+    # A weight with one input channel is contiguous in both layouts: look at the others.
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels > 1]
+    cl = any(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights)
+    return torch.channels_last if cl else torch.contiguous_format
+
+
+def build_model(arch: str, in_shape: tuple[int, int, int], num_classes: int,
+                generator: torch.Generator | None = None, **kwargs: Any) -> nn.Module:
+    """Instantiate ``arch`` (one of :data:`ARCHS`) for inputs (C, H, W) and K classes.
+
+    With ``generator``, the initial weights are drawn from it (:func:`init_parameters`).
+    """
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHS)}")
     try:
-        return ARCHS[arch](tuple(in_shape), num_classes, **kwargs)
+        model = ARCHS[arch](tuple(in_shape), num_classes, **kwargs)
     except TypeError as exc:
         raise ValueError(f"architecture {arch!r}: bad arguments {kwargs}: {exc}") from None
+    return init_parameters(model, generator) if generator is not None else model
 
 
 def save_model(model: nn.Module, out_dir: str | Path, sidecar: dict[str, Any]) -> None:
@@ -151,4 +224,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     model = build_model(meta["arch"], tuple(meta["in_shape"]), meta["num_classes"], **meta["arch_kwargs"])
     model.load_state_dict(load_file(str(weights)), strict=True)
     model.sidecar = meta  # type: ignore[attr-defined]
-    return model.to(device).eval()
+    return to_layout(model.to(device).eval())

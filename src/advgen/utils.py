@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import resource
 import shutil
 import sys
@@ -13,22 +12,28 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch, return a CPU generator; on CUDA also ask for deterministic kernels.
+def deterministic_kernels() -> None:
+    """On CUDA, ask for deterministic kernels (nothing to do on CPU).
 
-    The CPU kernels used here are deterministic for a fixed thread count. The switch is not
-    flipped on CPU because it imports torch's compiler stack, 1.7 s per stage process.
+    Randomness itself never comes from a global seed: every random draw takes an explicit
+    ``torch.Generator`` (see :func:`generator`). The CPU kernels used here are deterministic
+    for a fixed thread count; the switch is not flipped on CPU because it imports torch's
+    compiler stack, 1.7 s per stage process.
     """
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
     if torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed``.
+
+    Random draws happen on the CPU and are then moved to the device, so a GPU run draws the
+    same numbers (random starts, noise, masks) as the committed CPU run.
+    """
     return torch.Generator().manual_seed(seed)
 
 

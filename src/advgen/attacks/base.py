@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import layout_of
+
 NORMS = ("Linf", "L2")
 
 
@@ -52,6 +54,17 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -(z_y - z_other) / (srt[:, -1] - srt[:, -3] + 1e-12)
 
 
+def dlr_targeted_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR (Croce & Hein 2020): -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), per example (B,).
+
+    Needs at least 4 classes; larger is better for the attacker (it pushes z_t above z_y).
+    """
+    srt, _ = logits.sort(dim=1)
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    z_t = logits.gather(1, target[:, None]).squeeze(1)
+    return -(z_y - z_t) / (srt[:, -1] - 0.5 * (srt[:, -3] + srt[:, -4]) + 1e-12)
+
+
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """z_y - max_{j != y} z_j per example (B,): the example is misclassified when < 0."""
     z_y = logits.gather(1, y[:, None]).squeeze(1)
@@ -91,14 +104,30 @@ class Attack:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += len(x)
-        return self.model(x)
+        return self.model(x.contiguous(memory_format=self.layout))
 
-    def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, loss: str = "ce") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return (per-example loss (B,), gradient wrt x (B, C, H, W), logits (B, K))."""
+    @property
+    def layout(self) -> torch.memory_format:
+        """The input memory format the model runs fastest in (``channels_last`` for conv models)."""
+        if not hasattr(self, "_layout"):
+            self._layout = layout_of(self.model)
+        return self._layout
+
+    def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, loss: str = "ce",
+                      target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (per-example loss (B,), gradient wrt x (B, C, H, W), logits (B, K)).
+
+        ``loss`` is "ce", "dlr", or "dlr_targeted" (then ``target`` (B,) gives the classes).
+        """
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             z = self.logits(x)
-            per = F.cross_entropy(z, y, reduction="none") if loss == "ce" else dlr_loss(z, y)
+            if loss == "ce":
+                per = F.cross_entropy(z, y, reduction="none")
+            elif loss == "dlr":
+                per = dlr_loss(z, y)
+            else:
+                per = dlr_targeted_loss(z, y, target)
             (grad,) = torch.autograd.grad(per.sum(), x)
         self.grad_evals += len(x)
         return per.detach(), grad.detach(), z.detach()

@@ -73,7 +73,9 @@ def forge_from_noise(model: nn.Module, targets: torch.Tensor, shape: tuple[int, 
     Shape: output images (B, C, H, W) in [0, 1].
     """
     _check_targets(targets, num_classes)
-    x0 = torch.rand((len(targets), *shape), generator=generator, device=device)
+    # Drawn on the generator's device (a CPU generator in the stages), then moved.
+    gen_dev = generator.device if generator is not None else torch.device("cpu")
+    x0 = torch.rand((len(targets), *shape), generator=generator, device=gen_dev).to(device)
     return _descend(model.eval(), x0, targets.to(device),
                     lambda z, x: F.cross_entropy(z, targets.to(device), reduction="none"), steps, lr)
 
@@ -139,3 +141,66 @@ def realism(features, forged: torch.Tensor, targets: torch.Tensor, ref_x: torch.
     summary["fraction_beyond_real_q"] = float(torch.cat(out["beyond"]).float().mean())
     summary["q"] = q
     return summary
+
+
+def _dist(a: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:
+    d = (a - b).flatten(1)
+    return d.norm(dim=1) if norm == "L2" else d.abs().amax(1)
+
+
+def c1_experiment(model: nn.Module, n_per_class: int, shape: tuple[int, int, int], *, steps: int, lr: float,
+                  num_classes: int, reference: tuple[torch.Tensor, torch.Tensor],
+                  real: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator) -> tuple[dict, torch.Tensor]:
+    """C1: forge ``n_per_class`` images of every class from uniform noise and measure how
+    unlike real images of the target they are (:func:`realism` in the model's features).
+
+    Returns (metrics with a 95% Wilson interval on the success rate, forged images (K * n, C, H, W)).
+    """
+    from ..stats import wilson
+
+    device = reference[0].device
+    targets = torch.arange(num_classes, device=device).repeat(n_per_class)
+    # Noise drawn on the CPU generator, then moved: a GPU run starts from the same noise.
+    res = forge_from_noise(model, targets, shape, steps=steps, lr=lr, num_classes=num_classes,
+                           generator=generator, device=device)
+    features = getattr(model, "embed", lambda v: model(v))
+    with torch.no_grad():
+        conf = model(res.images).softmax(1).gather(1, targets[:, None]).squeeze(1)
+    ok = res.success
+    return {"n": len(targets), "success_rate": float(ok.float().mean()),
+            "success_ci95": list(wilson(int(ok.sum()), len(targets))),
+            "median_steps": float(res.steps.float().median()), "mean_target_confidence": float(conf.mean()),
+            "realism": realism(features, res.images[ok], targets[ok], *reference, *real)}, res.images
+
+
+def c2_experiment(model: nn.Module, x0: torch.Tensor, y0: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor], *,
+                  lam: float, steps: int, lr: float, num_classes: int,
+                  generator: torch.Generator) -> tuple[dict, dict[str, torch.Tensor], torch.Tensor]:
+    """C2: send each real image x0 (B, C, H, W) to a random other class with the lecture's loss
+    (and the CE variant), and compare the distance travelled with the distance from x0 to the
+    nearest real image of the target class (``reference`` = (images, labels)).
+
+    Returns (metrics per loss, forged images per loss, targets (B,)).
+    """
+    from ..metrics import nearest_distances, quantile
+    from ..stats import wilson
+
+    ref_x, ref_y = reference
+    shift = torch.randint(1, num_classes, (len(y0),), generator=generator).to(y0.device)
+    targets = (y0 + shift) % num_classes
+    nearest = torch.stack([nearest_distances(x0[i:i + 1].flatten(1), ref_x[ref_y == targets[i]].flatten(1))[0]
+                           for i in range(len(y0))])
+    metrics, images = {}, {}
+    for loss in ("mse", "ce"):
+        r = forge_from_image(model, x0, targets, lam=lam, loss=loss, steps=steps, lr=lr, num_classes=num_classes)
+        ok = r.success
+        l2, linf = _dist(r.images, x0, "L2")[ok], _dist(r.images, x0, "Linf")[ok]
+        closer = (l2 < nearest[ok]) if ok.any() else torch.zeros(0, dtype=torch.bool)
+        metrics[loss] = {"n": len(y0), "success_rate": float(ok.float().mean()),
+                         "success_ci95": list(wilson(int(ok.sum()), len(y0))),
+                         "median_l2": quantile(l2, 0.5), "median_linf": quantile(linf, 0.5),
+                         "median_l2_x0_to_nearest_real_target": quantile(nearest[ok], 0.5),
+                         "fraction_closer_to_x0_than_any_real_target": float(closer.float().mean()) if len(closer) else 0.0,
+                         "closer_ci95": list(wilson(int(closer.sum()), len(closer)))}
+        images[loss] = r.images
+    return metrics, images, targets

@@ -13,7 +13,7 @@ class UniformNoise(Attack):
 
     Arguments:
         model (nn.Module): the model. eps (float): radius. norm (str): "Linf" or "L2".
-        generator (torch.Generator): source of randomness (on the inputs' device).
+        generator (torch.Generator): source of randomness (drawn on its device, then moved).
 
     Shape: images (B, C, H, W) in [0, 1] -> (B, C, H, W).
     """
@@ -23,10 +23,12 @@ class UniformNoise(Attack):
         self.generator = generator
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Drawn on the generator's device (CPU in the stages), then moved: same noise on a GPU.
+        dev = self.generator.device if self.generator is not None else torch.device("cpu")
         if self.norm == "Linf":
-            u = torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+            u = torch.rand(x.shape, generator=self.generator, device=dev, dtype=x.dtype)
             delta = (2 * u - 1) * self.eps
         else:
-            d = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+            d = torch.randn(x.shape, generator=self.generator, device=dev, dtype=x.dtype)
             delta = d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * self.eps
-        return project(x + delta, x, self.eps, self.norm)
+        return project(x + delta.to(x.device), x, self.eps, self.norm)
