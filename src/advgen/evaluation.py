@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .data import load_classes, load_split, subset, to_float
-from .models import layout_of, load_model
+from .models import load_model
 
 
 def eval_set(dataset: str, n: int, seed: int, resolution: int | None = None,
@@ -32,9 +32,8 @@ def load_for_attack(name: str, device: torch.device) -> nn.Module:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Predicted classes (N,) of ``x`` (N, C, H, W), batched, in the model's memory format."""
-    fmt = layout_of(model)
-    return torch.cat([model(x[i:i + batch_size].contiguous(memory_format=fmt)).argmax(1)
+    """Predicted classes (N,) of ``x`` (N, C, H, W), batched."""
+    return torch.cat([model(x[i:i + batch_size]).argmax(1)
                       for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, dtype=torch.long)
 
 

@@ -5,8 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import layout_of
-
 NORMS = ("Linf", "L2")
 
 
@@ -104,14 +102,7 @@ class Attack:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += len(x)
-        return self.model(x.contiguous(memory_format=self.layout))
-
-    @property
-    def layout(self) -> torch.memory_format:
-        """The input memory format the model runs fastest in (``channels_last`` for conv models)."""
-        if not hasattr(self, "_layout"):
-            self._layout = layout_of(self.model)
-        return self._layout
+        return self.model(x)
 
     def loss_and_grad(self, x: torch.Tensor, y: torch.Tensor, loss: str = "ce",
                       target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import layout_of
 from ..stats import accuracy_ci
 from ..utils import generator as make_generator
 from .base import AttackError
@@ -73,7 +72,7 @@ def patch_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, patch: torc
     weaker at 16x16 than at 4x4 and turned a sweep over patch sizes into a sweep over
     regularisation strength as well.
     """
-    logits = model(apply_patch(xb, patch, rows, cols).contiguous(memory_format=layout_of(model)))
+    logits = model(apply_patch(xb, patch, rows, cols))
     adv = (F.cross_entropy(logits, torch.full_like(yb, target)) if target is not None
            else -F.cross_entropy(logits, yb))
     nps, tv = non_printability(patch, palette), total_variation(patch)
@@ -190,12 +189,11 @@ def patch_outcomes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, patch: to
     k = patch.shape[-1]
     keep = (y != target) if target is not None else torch.ones_like(y, dtype=torch.bool)
     x, y = x[keep], y[keep]
-    fmt = layout_of(model)
     out = []
     for start in range(0, len(y), batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         rows, cols = random_locations(len(yb), x.shape[-2], k, generator, x.device)
-        pred = model(apply_patch(xb, patch, rows, cols).contiguous(memory_format=fmt)).argmax(1)
+        pred = model(apply_patch(xb, patch, rows, cols)).argmax(1)
         out.append(pred == target if target is not None else pred != yb)
     return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.bool)
 
@@ -286,8 +284,7 @@ def patch_sweep(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test
         scales[f"{s:g}"] = {"scale": s, "w_nps": s * w_nps, "w_tv": s * w_tv,
                             **_measure(model, xte, yte, p, target, palette, seed + 1)}
     with torch.no_grad():
-        fmt = layout_of(model)
-        pred = torch.cat([model(xte[i:i + 500].contiguous(memory_format=fmt)).argmax(1)
+        pred = torch.cat([model(xte[i:i + 500]).argmax(1)
                           for i in range(0, len(xte), 500)])
     clean = accuracy_ci((pred == yte).cpu())
     metrics = {"n_eval": n_eval, "clean_accuracy": clean["accuracy"], "clean_accuracy_ci95": clean["ci95"],
@@ -313,7 +310,6 @@ def example_rows(model: nn.Module, patches: dict[int, torch.Tensor], x: torch.Te
     The first image of a row is the patch alone on a grey canvas, the others are ``x`` with the
     patch pasted at random locations (CPU generator seeded with ``seed``, fresh per row).
     """
-    fmt = layout_of(model)
     rows = []
     for k, patch in sorted(patches.items()):
         patch = patch.to(x.device, x.dtype)
@@ -322,5 +318,5 @@ def example_rows(model: nn.Module, patches: dict[int, torch.Tensor], x: torch.Te
                             torch.tensor([(h - k) // 2], device=x.device), torch.tensor([(w - k) // 2], device=x.device))
         r, q = random_locations(len(x), h, k, make_generator(seed), x.device)
         imgs = torch.cat([alone, apply_patch(x, patch, r, q)])
-        rows.append((f"{k}x{k}", imgs.cpu(), model(imgs.contiguous(memory_format=fmt)).argmax(1).cpu()))
+        rows.append((f"{k}x{k}", imgs.cpu(), model(imgs).argmax(1).cpu()))
     return rows
