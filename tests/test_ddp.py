@@ -28,6 +28,6 @@ def test_train_stage_with_two_processes(tmp_path: Path):
     assert model.sidecar["nproc"] == 2 and model.sidecar["in_shape"] == [1, 8, 8]
     metrics = json.loads((tmp_path / "reports/train/mlp/metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.8, metrics
-    assert set(json.loads((tmp_path / "reports/train/mlp/cost.json").read_text())) == {"wall_s", "cpu_s", "peak_rss_mb"}
+    assert set(json.loads((tmp_path / "reports/cost/train/mlp.json").read_text())) == {"wall_s", "cpu_s", "peak_rss_mb"}
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["mlp"]  # no temp folders left
     assert (tmp_path / "reports/train/mlp/curve.tsv").read_text().count("\n") == 4
