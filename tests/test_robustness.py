@@ -13,18 +13,12 @@ from advgen.attacks import APGD, AttackError
 from advgen.config import ConfigError
 from advgen.params import load_attack_config
 from advgen.robustness import (CascadeConfig, build_attack, cascade, convergence, evaluate, invariants, sanity_checks,
-                               success_vs_budget, worst_case)
+                               success_vs_budget)
 from advgen.stats import mcnemar, wilson
 from advgen.utils import dumps
 from tests.conftest import ROOT
 
 N = 200
-
-
-def test_worst_case_needs_every_attack_to_fail():
-    a = ([0.0, 0.1], torch.tensor([[1, 1, 1, 0], [1, 0, 1, 0]], dtype=torch.bool))
-    b = ([0.1], torch.tensor([[0, 1, 1, 0]], dtype=torch.bool))
-    assert worst_case({"a": a, "b": b}, [0.0, 0.1]) == {0.0: 0.75, 0.1: 0.25}
 
 
 def test_success_vs_budget():

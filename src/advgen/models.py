@@ -161,15 +161,6 @@ def to_layout(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last) if is_conv(model) else model
 
 
-def layout_of(model: nn.Module) -> torch.memory_format:
-    """The memory format inputs should have for ``model``: ``channels_last`` when its conv
-    weights use it (see :func:`to_layout`), else the default contiguous format."""
-    # A weight with one input channel is contiguous in both layouts: look at the others.
-    weights = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels > 1]
-    cl = any(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights)
-    return torch.channels_last if cl else torch.contiguous_format
-
-
 def build_model(arch: str, in_shape: tuple[int, int, int], num_classes: int,
                 generator: torch.Generator | None = None, **kwargs: Any) -> nn.Module:
     """Instantiate ``arch`` (one of :data:`ARCHS`) for inputs (C, H, W) and K classes.

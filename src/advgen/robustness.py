@@ -42,7 +42,6 @@ ATTACKS: dict[str, tuple[str, Builder]] = {
                                                 generator=g)),
     "noise": ("Linf", lambda m, e, c, g: UniformNoise(m, e, generator=g)),
 }
-WHITE_BOX = ("fgsm", "pgd", "apgd_ce", "apgd_dlr")
 ITERATIVE = ("pgd", "apgd_ce", "apgd_dlr")  # loss maximisers: expected monotone in eps
 ALPHA = 0.01  # significance of the paired tests behind the sanity checks
 
@@ -125,20 +124,6 @@ def square_summary(q_first: list[int], clean: torch.Tensor, *, eps: float, budge
             "queries_per_minute": queries_per_minute, "window_minutes": window_minutes,
             "window_budget": min(window, n_queries),
             "median_queries_to_success": float(torch.tensor([q for q in q_first if q > 0] or [0]).float().median())}
-
-
-def worst_case(per_attack: dict[str, tuple[list[float], torch.Tensor]], eps_list: list[float]) -> dict[float, float]:
-    """Robust accuracy at each eps when every attack that ran at that eps counts.
-
-    ``per_attack`` maps attack -> (its eps list, correct (n_eps, N)). An example is robust at
-    eps only if it is correct under every attack run at that eps.
-    """
-    out = {}
-    for eps in eps_list:
-        rows = [c[e.index(eps)] for e, c in per_attack.values() if eps in e]
-        if rows:
-            out[eps] = float(torch.stack(rows).all(0).float().mean())
-    return out
 
 
 # ----------------------------------------------------------------------------- the cascade
