@@ -17,7 +17,9 @@ advgen's accuracy within 0.5 points of AutoAttack's or lower, and at least 2x fa
 ``--union`` also runs the evaluation advgen ran before the cascade (every attack standalone on
 every image), to show the cascade is no weaker on the same model.
 
-Usage: python benchmarks/bench_autoattack.py [--n 200] [--eps 0.025 0.05] [--union]
+``--breakdown`` prints instead the time of each attack on both sides.
+
+Usage: python benchmarks/bench_autoattack.py [--n 200] [--eps 0.025 0.05] [--union | --breakdown]
 """
 from __future__ import annotations
 
@@ -37,6 +39,36 @@ def advgen_worst_case(model, x, y, eps: float, cfg: CascadeConfig, seed: int) ->
     known = {"fgsm": (predict(model, batched(FGSM(model, eps), x, y)) == y).cpu(),
              "pgd": (predict(model, batched(PGD(model, eps, steps=20, generator=gen), x, y)) == y).cpu()}
     return cascade(model, x, y, eps, cfg, gen, known_white=known).robust
+
+
+def breakdown(model, x, y, eps: float, cfg: CascadeConfig, seed: int) -> None:
+    """Print where each side's time goes: advgen's cascade stages, and torchattacks' components
+    run one after the other on the survivors (what ``MultiAttack`` does)."""
+    import torchattacks as ta
+
+    gen = torch.Generator().manual_seed(seed)
+    times, known = {}, {}
+    for name, attack in (("fgsm", FGSM(model, eps)), ("pgd", PGD(model, eps, steps=20, generator=gen))):
+        start = time.perf_counter()
+        known[name] = (predict(model, batched(attack, x, y)) == y).cpu()
+        times[name] = time.perf_counter() - start
+    res = cascade(model, x, y, eps, cfg, gen, known_white=known)
+    times.update(res.seconds)
+    left = {s: int(res.after(s).sum()) for s in res.stages}
+    print(f"  advgen     {'  '.join(f'{k} {v:.1f}s' for k, v in times.items())}; survivors {left}")
+    components = [("apgd_ce", ta.APGD(model, eps=eps, steps=100, n_restarts=1, loss="ce", seed=seed)),
+                  ("apgd_t", ta.APGDT(model, eps=eps, steps=100, n_restarts=1, n_classes=10, seed=seed)),
+                  ("fab_t", ta.FAB(model, eps=eps, steps=100, n_restarts=1, multi_targeted=True, n_classes=10, seed=seed)),
+                  ("square", ta.Square(model, eps=eps, n_queries=5000, n_restarts=1, seed=seed))]
+    ok = predict(model, x) == y
+    parts = []
+    for name, attack in components:
+        idx = ok.nonzero().squeeze(1)
+        start = time.perf_counter()
+        if len(idx):
+            ok[idx] = predict(model, attack(x[idx], y[idx])) == y[idx]
+        parts.append(f"{name} {time.perf_counter() - start:.1f}s (left {int(ok.sum())})")
+    print(f"  AA-std     {'  '.join(parts)}")
 
 
 def union_of_standalone_attacks(model, x, y, eps: float, seed: int, n_square: int = 200) -> torch.Tensor:
@@ -75,6 +107,7 @@ def main() -> None:
     ap.add_argument("--model", default="cnn")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--union", action="store_true", help="also run the pre-cascade evaluation (every attack standalone)")
+    ap.add_argument("--breakdown", action="store_true", help="only print the time of each attack of both sides")
     args = ap.parse_args()
     torch.set_grad_enabled(True)
     model = load_for_attack(args.model, torch.device("cpu"))
@@ -85,6 +118,10 @@ def main() -> None:
     print(f"model {args.model}, n={args.n}, clean accuracy {100 * clean:.1f}%")
     print(f"{'eps':>6} {'advgen %':>9} {'AA-std %':>9} {'advgen s':>9} {'AA-std s':>9} {'speed-up':>9} {'diff pts':>9}")
     for eps in args.eps:
+        if args.breakdown:
+            print(f"eps {eps:g}")
+            breakdown(model, x, y, eps, cfg, args.seed)
+            continue
         start = time.perf_counter()
         ours = advgen_worst_case(model, x, y, eps, cfg, args.seed)
         t_ours = time.perf_counter() - start

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from advgen import stage
+from advgen import headline, stage
 from advgen.config import ConfigError
 from advgen.evaluation import class_names, eval_set, load_for_attack, predict
-from advgen.params import load_attack_config
+from advgen.schema import load_attack_config
 from advgen.plots import image_rows
 from advgen.robustness import ATTACKS, square_summary, sweep
 from advgen.stats import accuracy_ci
@@ -55,7 +55,9 @@ def run(params: dict, model_name: str, attack: str) -> None:
     out = Path("reports/attacks") / model_name
     atomic_save_tensors(Path("data/attacks") / model_name / f"{attack}.safetensors",
                         {"correct": res.correct.to(torch.uint8), "eps": torch.tensor(res.eps, dtype=torch.float64)})
-    atomic_write_json(out / f"{attack}.json", round_floats(metrics))
+    metrics = round_floats(metrics)
+    atomic_write_json(out / f"{attack}.json", metrics)
+    headline.write(f"attacks/{model_name}/{attack}", headline.attack(metrics))
     names = class_names(dataset)
     show = x[: len(res.adv_examples)]
     image_rows([("original", show.cpu(), [names[i] for i in predict(model, show).tolist()]),

@@ -1,31 +1,19 @@
 """Stage dimension (C4): FGSM at a fixed eps on the same linear model at growing input dimension."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import pandas as pd
 
-from advgen import stage
-from advgen.config import from_dict, require, section
+from advgen import headline, stage
+from advgen.schema import DimensionConfig, load_config
 from advgen.dimension import curve_rows, measure
 from advgen.evaluation import eval_set, load_for_attack
 from advgen.utils import atomic_write_json, atomic_write_text, deterministic_kernels, resolve_device, round_floats
 
 
-@dataclass
-class DimensionConfig:
-    models: list[str]
-    eps: float
-    n_eval: int  # profile
-
-    def validate(self) -> None:
-        require(len(self.models) >= 2, "dimension.models", "needs at least two models")
-        require(self.eps > 0, "dimension.eps", f"must be > 0, found {self.eps}")
-
-
 def main(params: dict) -> None:
     common = stage.common(params)
-    cfg = from_dict(DimensionConfig, section(params, "dimension"), "dimension")
+    cfg = load_config(DimensionConfig, params, "dimension")
     deterministic_kernels()
     device = resolve_device(common.device)
     rows = {}
@@ -33,7 +21,9 @@ def main(params: dict) -> None:
         model = load_for_attack(name, device)
         x, y = eval_set(params["ingest"]["dataset"], cfg.n_eval, common.seed, model.sidecar["in_shape"][-1])
         rows[name] = measure(model, x.to(device), y.to(device), cfg.eps)
-    atomic_write_json("reports/dimension/metrics.json", round_floats({"eps": cfg.eps, "models": rows}))
+    metrics = round_floats({"eps": cfg.eps, "models": rows})
+    atomic_write_json("reports/dimension/metrics.json", metrics)
+    headline.write("dimension", headline.dimension(metrics))
     atomic_write_text("reports/dimension/curve.tsv",
                       pd.DataFrame(curve_rows(rows)).to_csv(sep="\t", index=False, float_format="%.6f"))
 

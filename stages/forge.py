@@ -1,37 +1,18 @@
 """Stage forge (C1, C2): the lecture's "iguana" attacks on the fixed target model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-from advgen import stage
+from advgen import headline, stage
+from advgen.schema import ForgeConfig, load_config
 from advgen.attacks.forge import c1_experiment, c2_experiment
-from advgen.config import from_dict, require, section
 from advgen.evaluation import class_names, eval_set, load_for_attack, predict
 from advgen.plots import image_rows
 from advgen.utils import atomic_write_json, deterministic_kernels, generator, resolve_device, round_floats
 
 
-@dataclass
-class ForgeConfig:
-    model: str
-    noise_lr: float
-    image_lam: float
-    image_lr: float
-    n_per_class: int  # profile
-    n_reference: int  # profile
-    noise_steps: int  # profile
-    image_steps: int  # profile
-
-    def validate(self) -> None:
-        require(self.noise_steps >= 1 and self.image_steps >= 1, "forge.*_steps", "must be >= 1")
-        require(self.noise_lr > 0 and self.image_lr > 0, "forge.*_lr", "must be > 0")
-        require(self.image_lam >= 0, "forge.image_lam", f"must be >= 0, found {self.image_lam}")
-        require(self.n_per_class >= 1 and self.n_reference >= 10, "profiles.*.forge", "n_per_class >= 1, n_reference >= 10")
-
-
 def main(params: dict) -> None:
     common = stage.common(params)
-    cfg = from_dict(ForgeConfig, section(params, "forge"), "forge")
+    cfg = load_config(ForgeConfig, params, "forge")
     deterministic_kernels()
     device = resolve_device(common.device)
     model = load_for_attack(cfg.model, device)
@@ -47,7 +28,9 @@ def main(params: dict) -> None:
     x0, y0 = real[0][: k * cfg.n_per_class], real[1][: k * cfg.n_per_class]  # C2: real test images
     c2, c2_images, _ = c2_experiment(model, x0, y0, ref, lam=cfg.image_lam, steps=cfg.image_steps, lr=cfg.image_lr,
                                      num_classes=k, generator=generator(common.seed))
-    atomic_write_json("reports/forge/metrics.json", round_floats({"model": cfg.model, "c1": c1, "c2": c2}))
+    metrics = round_floats({"model": cfg.model, "c1": c1, "c2": c2})
+    atomic_write_json("reports/forge/metrics.json", metrics)
+    headline.write("forge", headline.forge(metrics))
     names = class_names(dataset)
     p1, p2 = predict(model, c1_images[:k]).tolist(), predict(model, c2_images["mse"][:k]).tolist()
     image_rows([("C1 from noise", c1_images[:k].cpu(), [f"->{names[i]}" for i in p1])], "reports/forge/c1.png")

@@ -1,17 +1,18 @@
-"""Stage report: collect every stage's metrics into reports/summary.md, metrics.json, claims.json."""
+"""Stage report: collect every stage's metrics from reports/ into one document and write it as
+reports/summary.md and reports/index.html, with reports/claims.json, the plots in
+reports/figures/, the long tables behind `dvc plots` in reports/plots/ and the report's own
+headline metrics in reports/headline/report.json."""
 from __future__ import annotations
 
 from advgen import stage
-from advgen.report import build_report
-from advgen.utils import atomic_write_json, atomic_write_text, round_floats
+from advgen.plotdata import write_plot_data
+from advgen.report import make_report
 
 
 def main(params: dict) -> None:
     stage.common(params)  # validates the top-level keys
-    summary, claims, headline = build_report("reports")
-    atomic_write_json("reports/claims.json", claims)
-    atomic_write_json("reports/metrics.json", round_floats(headline))
-    atomic_write_text("reports/summary.md", summary)
+    make_report("reports").write("reports")
+    write_plot_data("reports", "reports/plots")  # long tables for dvc.yaml's top-level plots
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from advgen import stage
+from advgen import headline, stage
 from advgen.evaluation import eval_set, load_for_attack
-from advgen.params import load_attack_config
-from advgen.robustness import evaluate
+from advgen.schema import load_attack_config
+from advgen.robustness import cascade_config, evaluate
 from advgen.utils import atomic_write_json, atomic_write_text, deterministic_kernels, generator, resolve_device, round_floats
 
 
@@ -49,14 +49,16 @@ def main(params: dict, name: str) -> None:
     per_attack = load_attack_results(name, [a for a in cfg.attacks if a != "square"])
     transfer, t_eps = load_transfer(name)
     result = evaluate(model, x.to(device), y.to(device), eps_linf=cfg.eps_linf, per_attack=per_attack,
-                      transfer=transfer, transfer_eps=t_eps, cfg=cfg.cascade(), convergence_eps=cfg.convergence_eps,
+                      transfer=transfer, transfer_eps=t_eps, cfg=cascade_config(cfg), convergence_eps=cfg.convergence_eps,
                       check_eps=cfg.check_eps, tolerance=cfg.tolerance, pgd_steps=cfg.pgd_steps,
                       generator=generator(common.seed), log=lambda s: print(f"[robustness {name}] {s}", file=sys.stderr))
     for c in result.metrics["checks"]:
         if not c["passed"]:
             print(f"!!! SANITY CHECK FAILED [{name}] {c['name']}: {c['detail']}", file=sys.stderr)
     out = Path("reports/robustness") / name
-    atomic_write_json(out / "metrics.json", round_floats({"model": name, **result.metrics}))
+    metrics = round_floats({"model": name, **result.metrics})
+    atomic_write_json(out / "metrics.json", metrics)
+    headline.write(f"robustness/{name}", headline.robustness(metrics))
     atomic_write_text(out / "linf.tsv", pd.DataFrame(result.linf_rows).to_csv(sep="\t", index=False, float_format="%.6f"))
     atomic_write_text(out / "l2.tsv", pd.DataFrame(result.l2_rows).to_csv(sep="\t", index=False, float_format="%.6f"))
 

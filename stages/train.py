@@ -7,55 +7,19 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from advgen import stage
-from advgen.config import ConfigError, from_dict, require, section
+from advgen import headline, stage
 from advgen.data import load_classes, load_split, manifest_sha256, subset, to_float
-from advgen.models import ARCHS, build_model, save_model
+from advgen.models import build_model, save_model
+from advgen.schema import TrainConfig, load_config
 from advgen.stats import wilson_p
 from advgen.training import fit
 from advgen.utils import atomic_dir, atomic_write_json, atomic_write_text, deterministic_kernels, resolve_device, round_floats
-
-
-@dataclass
-class ModelSpec:
-    arch: str
-    arch_kwargs: dict = field(default_factory=dict)
-    lr: float | None = None  # overrides train.lr
-    resolution: int | None = None  # train on area-downsampled images (C4)
-    seed: int | None = None  # overrides the top-level seed (a second model of the same arch)
-
-    def validate(self) -> None:
-        require(self.arch in ARCHS, "train.models.*.arch", f"must be one of {sorted(ARCHS)}, found {self.arch!r}")
-        require(self.resolution is None or self.resolution >= 2, "train.models.*.resolution",
-                f"must be >= 2, found {self.resolution}")
-
-
-@dataclass
-class TrainConfig:
-    models: dict
-    lr: float
-    weight_decay: float
-    nproc: int
-    epochs: int  # profile
-    batch_size: int  # profile
-    n_train: int  # profile; 0 = all
-    n_test: int  # profile; 0 = all
-
-    def validate(self) -> None:
-        require(self.lr > 0, "train.lr", f"must be > 0, found {self.lr}")
-        require(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, found {self.weight_decay}")
-        require(self.nproc >= 1, "train.nproc", f"must be >= 1, found {self.nproc}")
-        require(self.epochs >= 1, "profiles.*.train.epochs", f"must be >= 1, found {self.epochs}")
-        require(self.batch_size >= self.nproc, "profiles.*.train.batch_size",
-                f"must be >= train.nproc ({self.nproc}), found {self.batch_size}")
-        require(self.n_train >= 0 and self.n_test >= 0, "profiles.*.train.n_train/n_test", "must be >= 0")
 
 
 def _launch_torchrun(nproc: int) -> None:
@@ -83,10 +47,8 @@ def _init_distributed(device_name: str) -> tuple[int, Any]:
 
 def train_model(params: dict, name: str) -> None:
     common = stage.common(params)
-    cfg = from_dict(TrainConfig, section(params, "train"), "train")
-    if name not in cfg.models:
-        raise ConfigError(f"params.yaml: model {name!r} is not in train.models {sorted(cfg.models)}")
-    spec = from_dict(ModelSpec, cfg.models[name], f"train.models.{name}")
+    cfg = load_config(TrainConfig, params, "train")
+    spec = cfg.spec(name)
     if cfg.nproc > 1 and "LOCAL_RANK" not in os.environ:
         _launch_torchrun(cfg.nproc)
         return
@@ -123,7 +85,9 @@ def train_model(params: dict, name: str) -> None:
                "test_loss": result.metrics["loss"], "per_class_accuracy": result.metrics["per_class_accuracy"],
                "n_train": len(ytr), "n_test": len(yte), "epochs": cfg.epochs,
                "params": sum(p.numel() for p in model.parameters())}
-    atomic_write_json(out / "metrics.json", round_floats(metrics))
+    metrics = round_floats(metrics)
+    atomic_write_json(out / "metrics.json", metrics)
+    headline.write(f"train/{name}", headline.train(metrics))
     atomic_write_text(out / "curve.tsv", pd.DataFrame(result.history).to_csv(sep="\t", index=False,
                                                                                float_format="%.6f"))
 

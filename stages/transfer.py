@@ -1,13 +1,13 @@
 """Stage transfer (C6): craft PGD on each source model, evaluate on every target model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from advgen import stage
-from advgen.config import ConfigError, from_dict, require, section
+from advgen import headline, stage
+from advgen.config import ConfigError
+from advgen.schema import TransferConfig, load_attack_config, load_config
 from advgen.evaluation import eval_set, load_for_attack, predict
 from advgen.robustness import transfer_matrix
 from advgen.stats import wilson_p
@@ -15,37 +15,27 @@ from advgen.utils import (atomic_save_tensors, atomic_write_json, atomic_write_t
                           resolve_device, round_floats)
 
 
-@dataclass
-class TransferConfig:
-    models: list[str]
-    eps: float
-    steps: int
-
-    def validate(self) -> None:
-        require(len(self.models) >= 2, "transfer.models", f"needs at least two models, found {self.models}")
-        require(self.eps >= 0, "transfer.eps", f"must be >= 0, found {self.eps}")
-        require(self.steps >= 1, "transfer.steps", "must be >= 1")
-
-
 def main(params: dict) -> None:
     common = stage.common(params)
-    cfg = from_dict(TransferConfig, section(params, "transfer"), "transfer")
+    cfg = load_config(TransferConfig, params, "transfer")
     deterministic_kernels()
     device = resolve_device(common.device)
     models = {name: load_for_attack(name, device) for name in cfg.models}
     shapes = {name: tuple(m.sidecar["in_shape"]) for name, m in models.items()}
     if len(set(shapes.values())) != 1:
         raise ConfigError(f"params.yaml: 'transfer.models' must share one input shape, found {shapes}")
-    n_eval = section(params, "attack")["n_eval"]  # the attack stages' evaluation set, for the worst case
+    n_eval = load_attack_config(params).n_eval  # the attack stages' evaluation set, for the worst case
     x, y = eval_set(params["ingest"]["dataset"], n_eval, common.seed, next(iter(shapes.values()))[-1])
     x, y = x.to(device), y.to(device)
     matrix, correct = transfer_matrix(models, x, y, cfg.eps, cfg.steps, generator(common.seed))
     clean = {name: float((predict(m, x) == y).float().mean()) for name, m in models.items()}
     atomic_save_tensors("data/transfer/correct.safetensors", {k: v.to(torch.uint8) for k, v in correct.items()})
-    atomic_write_json("reports/transfer/metrics.json", round_floats(
+    metrics = round_floats(
         {"eps": cfg.eps, "steps": cfg.steps, "n": len(y), "clean": clean, "matrix": matrix,
          "clean_ci95": {m: list(wilson_p(a, len(y))) for m, a in clean.items()},
-         "matrix_ci95": {s: {t: list(wilson_p(a, len(y))) for t, a in r.items()} for s, r in matrix.items()}}))
+         "matrix_ci95": {s: {t: list(wilson_p(a, len(y))) for t, a in r.items()} for s, r in matrix.items()}})
+    atomic_write_json("reports/transfer/metrics.json", metrics)
+    headline.write("transfer", headline.transfer(metrics))
     rows = ["source\ttarget\taccuracy"] + [f"{s}\t{t}\t{a:.6f}" for s, r in matrix.items() for t, a in r.items()]
     atomic_write_text(Path("reports/transfer/matrix.tsv"), "\n".join(rows) + "\n")
 

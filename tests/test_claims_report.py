@@ -1,4 +1,5 @@
 """Claims registry and report rendering."""
+import html
 import json
 import math
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from advgen.claims import CLAIMS, c3_worked_example, claims_table
-from advgen.report import build_report
+from advgen.document import Bullets, Cell, Image, Paragraph, Section, Table, to_html, to_markdown
+from advgen.report import SECTIONS, build_report, collect, make_report, section
 from advgen.stats import mcnemar
 
 
@@ -85,8 +87,108 @@ def test_report_collects_stage_metrics_and_costs(tmp_path):
                                                                      "peak_rss_mb": 100.0}))
     (tmp_path / "metrics.json").write_text("{}")  # the report's own output is never collected
     summary, claims, headline = build_report(tmp_path)
-    assert headline["test_accuracy"] == {"cnn": 0.9}
-    assert headline["claims"] == {"supported": 1, "not_supported": 0, "not_measured": 17}
+    assert headline == {"claims_supported": 1, "claims_not_supported": 0, "claims_not_measured": 17,
+                        **{f"verdict_{r['id']}": r["verdict"] for r in claims}}
+    assert headline["verdict_C3"] == "supported" and headline["verdict_C1"] == "not_measured"
     assert "| cnn | cnn | 10 | 5 | 1 | 90.0 [85.0, 93.0] | 0.3000 | 1.5 | 2.0 | 100 |" in summary
     assert "| train/cnn | 1.5 | 2.0 | 100 |" in summary
     assert "| C3 |" in summary
+
+
+EVIL = "<script>alert(1)</script>"
+QUOTE = "\"quote'&amp"
+
+
+def _rob_metrics(checks: list[dict]) -> dict:
+    return {"n": 100, "clean_accuracy": 0.9, "clean_ci95": [0.83, 0.94], "l2_pgd": {},
+            "linf": {"fgsm": {"0": 0.9, "0.05": 0.5}, "worst_case": {"0": 0.9, "0.05": 0.3}},
+            "linf_ci95": {"worst_case": {"0": [0.83, 0.94], "0.05": [0.22, 0.4]}},
+            "checks": checks, "observations": ["FGSM is not monotone"]}
+
+
+def _train_metrics(model: str) -> dict:
+    return {"model": model, "arch": "cnn", "params": 10, "n_train": 5, "epochs": 1, "test_accuracy": 0.9,
+            "test_accuracy_ci95": [0.85, 0.93], "test_loss": 0.3, "per_class_accuracy": [0.9, 0.9]}
+
+
+def _write(path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def test_markdown_summary_keeps_claims_and_sanity_checks(tmp_path):
+    _write(tmp_path / "train" / "cnn" / "metrics.json", _train_metrics("cnn"))
+    _write(tmp_path / "robustness" / "cnn" / "metrics.json", _rob_metrics([
+        {"name": "pgd_le_fgsm", "passed": True, "detail": "never above FGSM"},
+        {"name": "converged[apgd_ce]@0.05", "passed": False, "detail": "stronger budget drops 2.0 points"}]))
+    r = make_report(tmp_path)
+    md = r.markdown
+    assert md.startswith("# advgen report\n")
+    assert "## Claims" in md and "| id | claim | experiment | measured | criterion | verdict |" in md
+    assert "| C3 | Logistic regression" in md and "| **supported** |" in md and "| **not_measured** |" in md
+    assert "## Sanity checks" in md and "2 checks on 1 models: **1 failed**." in md
+    assert "| cnn | pgd_le_fgsm | pass | never above FGSM |" in md
+    assert "| cnn | converged[apgd_ce]@0.05 | **FAIL** | stronger budget drops 2.0 points |" in md
+    assert "- cnn: FGSM is not monotone" in md
+    assert "| 1 | cnn | 90.0 [85.0, 93.0] | 90.0 [83.0, 94.0] | 30.0 [22.0, 40.0] |" in md  # the leaderboard
+    assert "sanity_checks_failed" not in r.headline  # robustness's headline has it
+    assert not r.figures and "figures/" not in md  # no TSVs, no plots
+    # the same document in HTML: the failure is highlighted, verdicts coloured, the claims table has its id
+    assert '<td class="fail"><strong>FAIL</strong></td>' in r.html and '<td class="pass">pass</td>' in r.html
+    assert '<table id="claims">' in r.html and '<td class="supported"><strong>supported</strong></td>' in r.html
+    assert r.html.count("<tr>") - r.html.count("<thead><tr>") >= 18
+
+
+def test_html_escapes_every_string_from_data(tmp_path):
+    _write(tmp_path / "train" / "evil" / "metrics.json", _train_metrics(EVIL))
+    _write(tmp_path / "robustness" / QUOTE / "metrics.json", _rob_metrics([
+        {"name": EVIL, "passed": False, "detail": QUOTE + EVIL}]))
+    _write(tmp_path / "ingest" / "metrics.json", {"dataset": EVIL, "train_count": 1, "test_count": 1})
+    (tmp_path / "attacks" / QUOTE).mkdir(parents=True)
+    (tmp_path / "attacks" / QUOTE / "fgsm.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    page = make_report(tmp_path).html
+    for raw in (EVIL, QUOTE, "<img src=x"):
+        assert raw not in page
+    assert html.escape(EVIL) in page and html.escape(QUOTE) in page
+    assert "<script" not in page.lower()
+    assert 'src="attacks/%22quote%27%26amp/fgsm.png"' in page  # a path is URL-quoted, then escaped
+    # the renderer escapes by default: titles, paragraphs, bullets, cells, classes, ids, captions
+    sections = [Section(EVIL, [Paragraph(f"`{EVIL}` **{QUOTE}**"), Bullets([EVIL]),
+                               Table([EVIL], [[EVIL, Cell(QUOTE, cls='x" onclick="alert(1)', strong=True)]],
+                                     id='t" onclick="alert(1)'),
+                               Image('a"b.png', EVIL)], level=3)]
+    page = to_html(EVIL, sections)
+    assert EVIL not in page and QUOTE not in page and "onclick=" not in page and "<script" not in page
+    assert f"<code>{html.escape(EVIL)}</code> <strong>{html.escape(QUOTE)}</strong>" in page
+    assert to_markdown("t", sections).count(EVIL) == 6  # Markdown keeps the text as it is
+
+
+def test_collect_skips_the_reports_own_outputs(tmp_path):
+    _write(tmp_path / "train" / "cnn" / "metrics.json", _train_metrics("cnn"))
+    (tmp_path / "train" / "cnn" / "curve.tsv").write_text("epoch\ttest_acc\n1\t0.5\n")
+    _write(tmp_path / "cost" / "train" / "cnn.json", {"wall_s": 1.0})
+    for own in ("headline/report.json", "headline/train.json", "figures/old.json", "metrics.json", "claims.json"):
+        _write(tmp_path / own, {"x": 1})
+    for own in ("figures/worst_case.png", "plots/training.tsv", "summary.md", "index.html", "params.ok",
+                "train/cnn/.curve.tsv.123.tmp"):
+        (tmp_path / own).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / own).write_text("x")
+    assert collect(tmp_path) == {"train/cnn": {"metrics": _train_metrics("cnn"), "files": ["curve.tsv"],
+                                               "cost": {"wall_s": 1.0}}}
+
+
+def test_a_registered_section_goes_where_it_is_asked(tmp_path):
+    @section("defenses_test", before="cost")
+    def _defenses(collected):
+        m = collected.get("defenses", {}).get("metrics")
+        return [Section("Defenses", [Table(["model", "robust"], [[m["model"], m["robust"]]])])] if m else []
+
+    try:
+        assert [n for n, _ in SECTIONS][-3:] == ["defenses_test", "cost", "claims"]
+        assert "## Defenses" not in make_report(tmp_path).markdown
+        _write(tmp_path / "defenses" / "metrics.json", {"model": EVIL, "robust": 0.5})
+        r = make_report(tmp_path)
+        assert r.markdown.index("## Defenses") < r.markdown.index("## Cost of each stage")
+        assert f"<td>{html.escape(EVIL)}</td>" in r.html and EVIL not in r.html
+    finally:
+        SECTIONS[:] = [(n, f) for n, f in SECTIONS if n != "defenses_test"]

@@ -12,7 +12,7 @@ class Cfg:
     names: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        require(self.steps > 0, "demo.steps", f"must be > 0, found {self.steps}")
+        require(self.steps > 0, "steps", f"must be > 0, found {self.steps}")
 
 
 def test_builds_and_accepts_int_for_float():
@@ -21,11 +21,11 @@ def test_builds_and_accepts_int_for_float():
 
 
 @pytest.mark.parametrize("data, needle", [
-    ({"steps": 3, "stpes": 4}, "unknown key(s) ['stpes'] in 'demo'"),
+    ({"steps": 3, "stpes": 4}, "unknown key 'demo.stpes'; 'demo' accepts ['lr', 'names', 'steps']"),
     ({"steps": "3"}, "'demo.steps' = '3' has the wrong type"),
     ({"steps": True}, "'demo.steps' = True has the wrong type"),
     ({"steps": 3, "names": [1]}, "'demo.names'"),
-    ({}, "missing required key(s) ['steps']"),
+    ({}, "missing key 'demo.steps'"),
     ({"steps": 0}, "'demo.steps' must be > 0, found 0"),
 ])
 def test_rejects_bad_values_naming_the_key(data, needle):
@@ -38,10 +38,10 @@ def test_profile_merge_and_errors():
     params = {"profile": "smoke", "train": {"lr": 1.0},
               "profiles": {"default": {"train": {"epochs": 9}}, "smoke": {"train": {"epochs": 1}}}}
     assert section(params, "train") == {"lr": 1.0, "epochs": 1}
-    with pytest.raises(ConfigError, match="profile 'nope' is not defined"):
+    with pytest.raises(ConfigError, match="'profile' = 'nope' is not defined"):
         section({**params, "profile": "nope"}, "train")
     clash = {**params, "train": {"epochs": 3}}
-    with pytest.raises(ConfigError, match="size-like keys belong to the profile"):
+    with pytest.raises(ConfigError, match="'train.epochs' also set in 'profiles.smoke.train'; size-like keys belong to the profile"):
         section(clash, "train")
 
 

@@ -20,20 +20,22 @@ from tests.conftest import FMNIST_LOCAL, idx_bytes, synthetic_mnist, write_gz
 NO_WAIT = FetchPolicy(timeout_s=2, retries=2, backoff_s=0.0, max_bytes=10_000_000, sleep=lambda s: None)
 
 
-def _ingest(spec: DatasetSpec, tmp: Path, **kw) -> dict:
-    return ingest("mnist", tmp / "raw", tmp / "prepared", NO_WAIT, specs={"mnist": spec}, **kw)
+def _ingest(spec: DatasetSpec, tmp: Path, out: str = "prepared", **kw) -> tuple[dict, dict]:
+    return ingest("mnist", tmp / "raw", tmp / out, NO_WAIT, specs={"mnist": spec}, **kw)
 
 
 def test_synthetic_mnist_round_trip(tmp_path):
     spec = synthetic_mnist(tmp_path / "mirror", n_train=50, n_test=20)
-    manifest = _ingest(spec, tmp_path)
+    manifest, provenance = _ingest(spec, tmp_path)
     x, y = load_split(tmp_path / "prepared", "train")
     assert x.dtype == torch.uint8 and x.shape == (50, 1, 28, 28)
     assert y.dtype == torch.int64 and y.tolist() == [i % 10 for i in range(50)]
     raw = gzip.decompress((tmp_path / "mirror" / "train-images-idx3-ubyte.gz").read_bytes())
     assert np.array_equal(x.numpy()[:, 0], np.frombuffer(raw, np.uint8, offset=16).reshape(50, 28, 28))
     info = manifest["files"]["train-images-idx3-ubyte.gz"]
-    assert info["url"].startswith("file://") and info["url"].endswith("train-images-idx3-ubyte.gz")
+    url = provenance["urls"]["train-images-idx3-ubyte.gz"]
+    assert url.startswith("file://") and url.endswith("train-images-idx3-ubyte.gz")
+    assert "url" not in info and provenance["mirrors"] == list(spec.mirrors)
     assert info["sha256"] == spec.files["train_images"].checksums[0].split(":")[1]
     assert manifest["splits"]["test"]["count"] == 20
     assert manifest["splits"]["train"]["class_histogram"] == {str(k): 5 for k in range(10)}
@@ -43,8 +45,24 @@ def test_synthetic_mnist_round_trip(tmp_path):
 
 def test_second_mirror_serves_when_first_lacks_the_file(tmp_path):
     spec = synthetic_mnist(tmp_path / "good")
-    manifest = _ingest(spec, tmp_path, mirrors=[str(tmp_path / "empty"), str(tmp_path / "good")])
-    assert all("/good/" in f["url"] for f in manifest["files"].values())
+    _, provenance = _ingest(spec, tmp_path, mirrors=[str(tmp_path / "empty"), str(tmp_path / "good")])
+    assert all("/good/" in url for url in provenance["urls"].values()) and len(provenance["urls"]) == 4
+
+
+def test_mirror_fallback_gives_byte_identical_prepared_data(tmp_path):
+    """Provenance stays out of data/prepared: the same bytes from a fallback mirror leave every
+    prepared file (and so every downstream stage's dependency hash) unchanged."""
+    spec = synthetic_mnist(tmp_path / "good")
+    (tmp_path / "corrupt").mkdir()
+    for f in spec.files.values():  # same names, wrong bytes: every checksum fails
+        (tmp_path / "corrupt" / f.name).write_bytes(b"not the file")
+    _, direct = _ingest(spec, tmp_path, out="direct", mirrors=[str(tmp_path / "good")])
+    _, fallback = _ingest(spec, tmp_path, out="fallback", mirrors=[str(tmp_path / "corrupt"), str(tmp_path / "good")])
+    assert direct["mirrors"] != fallback["mirrors"]
+    files = sorted(p.name for p in (tmp_path / "direct").iterdir())
+    assert files == ["manifest.json", "test.safetensors", "train.safetensors"]
+    for name in files:
+        assert (tmp_path / "direct" / name).read_bytes() == (tmp_path / "fallback" / name).read_bytes(), name
 
 
 def test_wrong_checksum_names_file_expected_and_found(tmp_path):
@@ -149,8 +167,8 @@ def test_http_mirror_with_retry_and_backoff(tmp_path, http_mirror):
     spec = synthetic_mnist(tmp_path / "mirror")
     waits: list[float] = []
     policy = FetchPolicy(timeout_s=5, retries=3, backoff_s=0.5, max_bytes=10_000_000, sleep=waits.append)
-    manifest = ingest("mnist", tmp_path / "raw", tmp_path / "prepared", policy, specs={"mnist": spec}, mirrors=[url])
-    assert all(f["url"].startswith(url) for f in manifest["files"].values())
+    _, provenance = ingest("mnist", tmp_path / "raw", tmp_path / "prepared", policy, specs={"mnist": spec}, mirrors=[url])
+    assert all(u.startswith(url) for u in provenance["urls"].values())
     assert all(n == 2 for n in handler.seen.values())  # one 503, then success
     assert waits == [0.5] * 4  # first backoff of each of the four files
 
@@ -193,13 +211,13 @@ def test_cifar_binary_archive(tmp_path):
     spec = DatasetSpec(**{**DATASETS["cifar10"].__dict__, "mirrors": (str(tmp_path / "mirror"),),
                           "files": {"archive": FileSpec("cifar-10-binary.tar.gz",
                                                         ("sha256:" + hashlib.sha256(buf.getvalue()).hexdigest(),))}})
-    manifest = ingest("cifar10", tmp_path / "raw", tmp_path / "prepared", NO_WAIT, specs={"cifar10": spec})
+    manifest, _ = ingest("cifar10", tmp_path / "raw", tmp_path / "prepared", NO_WAIT, specs={"cifar10": spec})
     x, y = load_split(tmp_path / "prepared", "train")
     assert x.shape == (10, 3, 32, 32) and manifest["splits"]["test"]["count"] == 5
 
 
 def test_digits_needs_no_files(tmp_path):
-    manifest = ingest("digits", tmp_path / "raw", tmp_path / "prepared", NO_WAIT)
+    manifest, _ = ingest("digits", tmp_path / "raw", tmp_path / "prepared", NO_WAIT)
     x, y = load_split(tmp_path / "prepared", "train")
     assert x.shape[1:] == (1, 8, 8) and int(x.max()) == 255
     assert manifest["splits"]["train"]["count"] + manifest["splits"]["test"]["count"] == 1797

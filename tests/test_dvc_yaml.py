@@ -80,3 +80,37 @@ def test_closure_follows_relative_imports():
     assert {"src/advgen/robustness.py", "src/advgen/attacks/apgd.py", "src/advgen/stats.py",
             "src/advgen/models.py"} <= closure
     assert "src/advgen/attacks/patch.py" not in closure
+
+
+def test_every_stage_depends_on_the_always_run_validation():
+    stages = dict(_stages())
+    assert stages["validate"]["always_changed"] is True
+    assert list(stages["validate"]["outs"][0]) == ["reports/params.ok"]
+    for name, stage in stages.items():
+        if name != "validate":
+            assert "reports/params.ok" in stage.get("do", stage)["deps"], name
+
+
+def test_params_track_only_the_active_profile():
+    for name, stage in _stages():
+        params = [p for p in stage.get("do", stage).get("params", []) if isinstance(p, str)]
+        literal = [p for p in params if p.startswith("profiles.") and not p.startswith("profiles.${profile}.")]
+        assert not literal, f"{name}: tracks {literal}; use profiles.${{profile}}.<section>"
+
+
+def test_metrics_are_the_headline_files_only():
+    for name, stage in _stages():
+        for entry in stage.get("do", stage).get("metrics", []):
+            path = next(iter(entry)) if isinstance(entry, dict) else entry
+            assert path.startswith("reports/headline/") and path.endswith(".json"), f"{name}: {path}"
+            assert "cost" not in path
+
+
+def test_top_level_plots_use_existing_templates():
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    for entry in plots:
+        (title, spec), = entry.items()
+        assert spec.get("x_label") and spec.get("y_label"), title
+        template = spec.get("template")
+        if template and template not in ("linear", "simple", "scatter", "smooth"):
+            assert (ROOT / ".dvc/plots" / f"{template}.json").is_file(), template

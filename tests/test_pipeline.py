@@ -1,7 +1,9 @@
 """End to end: `dvc repro` on the smoke profile in a scratch git repo.
 
-Checks the outputs, that a second repro is a no-op, that a forced rerun is byte-identical
-(determinism), and that changing one param reruns only the stages that depend on it.
+Checks the outputs, that a second repro is a no-op (only the always-run params validation
+runs), that a forced rerun is byte-identical (determinism), that changing one param reruns only
+the stages that depend on it, that a typo in params.yaml fails the run, that only the active
+profile is tracked, and the recovery after a failed ingest.
 """
 from __future__ import annotations
 
@@ -21,11 +23,29 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not FMNIST_LOCAL.is_dir(), reason="needs the Debian package dataset-fashion-mnist")]
 
 
-def dvc(repo: Path, *args: str) -> str:
+VALIDATE = "validate"  # the always-run params check: it runs on every repro and changes nothing
+
+
+def dvc(repo: Path, *args: str, ok: bool = True) -> str:
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=venv_env(), capture_output=True,
                           text=True, timeout=900)
-    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    if ok:
+        assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        return proc.stdout
+    assert proc.returncode != 0, f"dvc {' '.join(args)} should have failed:\n{proc.stdout[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def stale(repo: Path) -> set[str]:
+    """Stages `dvc status` reports as changed, besides the always-run validation."""
+    return set(json.loads(dvc(repo, "status", "--json"))) - {VALIDATE}
+
+
+def edit_params(repo: Path, old: str, new: str) -> None:
+    params = repo / "params.yaml"
+    text = params.read_text()
+    assert text.count(old) == 1, old
+    params.write_text(text.replace(old, new))
 
 
 def ran(output: str) -> set[str]:
@@ -38,17 +58,19 @@ def repo(tmp_path_factory) -> Path:
     copy_repo(ROOT, path)
     set_profile(path, "smoke")
     out = dvc(path, "repro")
-    assert {"ingest", "train@cnn", "report"} <= ran(out)
+    assert {VALIDATE, "ingest", "train@cnn", "report"} <= ran(out)
     return path
 
 
 def test_outputs(repo: Path):
     manifest = json.loads((repo / "data/prepared/fashion-mnist/manifest.json").read_text())
     assert manifest["splits"]["train"]["count"] == 60000
-    assert all(f["url"].startswith("file:///usr/share/datasets/fashion-mnist/") for f in manifest["files"].values())
+    assert not any("url" in f for f in manifest["files"].values())  # provenance lives in reports/ingest
+    provenance = json.loads((repo / "reports/ingest/provenance.json").read_text())
+    assert all(u.startswith("file:///usr/share/datasets/fashion-mnist/") for u in provenance["urls"].values())
     claims = json.loads((repo / "reports/claims.json").read_text())
     assert [c["id"] for c in claims] == [f"C{i}" for i in range(1, 19)]
-    headline = json.loads((repo / "reports/metrics.json").read_text())
+
     for name in ("logreg", "mlp", "cnn", "resnet"):
         model = load_model(repo / "models" / name)
         assert model.sidecar["profile"] == "smoke"
@@ -58,7 +80,12 @@ def test_outputs(repo: Path):
         lo, hi = train["test_accuracy_ci95"]
         assert train["n_test"] == 500 and lo < train["test_accuracy"] < hi and hi - lo < 0.1
     # 1 epoch (16 steps) on 2,000 images: the smoke run measures 60.4% for the cnn, 10% chance
-    assert 0.55 < headline["test_accuracy"]["cnn"] < 0.7
+    assert 0.55 < json.loads((repo / "reports/headline/train/cnn.json").read_text())["test_accuracy"] < 0.7
+    _headline_metrics_are_small(repo)
+    report = json.loads((repo / "reports/headline/report.json").read_text())
+    assert sum(report[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 18
+    assert report["verdict_C3"] == "supported"
+    assert (repo / "reports/figures/worst_case.png").read_bytes()[:4] == b"\x89PNG"
     summary = (repo / "reports/summary.md").read_text()
     assert "## Claims" in summary and "| C3 |" in summary and "## Sanity checks" in summary
     assert "worst case (cascade)" in summary
@@ -78,8 +105,34 @@ def test_outputs(repo: Path):
     _claims_follow_their_criteria(repo, {c["id"]: c["verdict"] for c in claims})
     transfer = json.loads((repo / "reports/transfer/metrics.json").read_text())
     assert set(transfer["matrix"]) == set(transfer["clean"]) == {"logreg", "mlp", "cnn", "cnn_seed1", "resnet"}
-    plots = dvc(repo, "plots", "show", "--json")
-    assert "reports/train/cnn/curve.tsv" in plots
+    plots = json.loads(dvc(repo, "plots", "show", "--json"))
+    assert not plots.get("errors"), plots.get("errors")
+    titles = list(plots["data"])
+    assert any(t.startswith("Robust accuracy against L-inf eps") for t in titles)
+    facet = next(v for t, v in plots["data"].items() if t.startswith("Robust accuracy"))[0]["content"]
+    lines = {(r["model"], r["attack"]) for r in facet["data"]["values"]}
+    assert lines == {(m, a) for m in ("logreg", "cnn", "resnet") for a in ("fgsm", "pgd", "noise", "worst_case")}
+    training = next(v for t, v in plots["data"].items() if t.startswith("Training curves"))[0]["content"]
+    assert {r["model"] for r in training["data"]["values"]} == {"logreg", "mlp", "cnn", "resnet", "cnn_seed1",
+                                                               "logreg_r7", "logreg_r14"}
+
+
+def _headline_metrics_are_small(repo: Path) -> None:
+    """Every DVC metric is a scalar, there are at most ~250 of them, and no timings."""
+    shown = json.loads(dvc(repo, "metrics", "show", "--json"))
+    files = next(iter(shown.values()))["data"]
+    values = [v for f in files.values() for v in _leaves(f["data"])]
+    assert 150 <= len(values) <= 250 and all(isinstance(v, (int, float, str, bool)) for v in values), len(values)
+    assert all(path.startswith("reports/headline/") for path in files)
+    assert not any("wall" in k or "cpu_s" in k for f in files.values() for k in _keys(f["data"]))
+
+
+def _leaves(obj):
+    return [v for x in obj.values() for v in _leaves(x)] if isinstance(obj, dict) else [obj]
+
+
+def _keys(obj):
+    return [k for k, v in obj.items() for k in [k, *(_keys(v) if isinstance(v, dict) else [])]]
 
 
 def _claims_follow_their_criteria(repo: Path, verdicts: dict[str, str]) -> None:
@@ -109,8 +162,8 @@ def _claims_follow_their_criteria(repo: Path, verdicts: dict[str, str]) -> None:
 
 
 def test_second_repro_is_a_noop(repo: Path):
-    assert json.loads(dvc(repo, "status", "--json")) == {}
-    assert ran(dvc(repo, "repro")) == set()
+    assert json.loads(dvc(repo, "status", "--json")) == {VALIDATE: ["always changed"]}
+    assert ran(dvc(repo, "repro")) == {VALIDATE}
 
 
 def test_forced_rerun_is_byte_identical(repo: Path):
@@ -124,18 +177,94 @@ def test_forced_rerun_is_byte_identical(repo: Path):
         dvc(repo, "repro", "-f", "-s", stage)
     assert {f: (repo / f).read_bytes() for f in files} == before
     # Only the cost files changed (timings vary), and no stage depends on them.
-    assert ran(dvc(repo, "repro")) == set()
+    assert ran(dvc(repo, "repro")) == {VALIDATE}
+
+
+def git_commit(repo: Path, message: str) -> None:
+    for args in (["add", "-A"], ["-c", "user.name=advgen test", "-c", "user.email=test@advgen", "commit", "-qm", message]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
 def test_one_param_reruns_only_its_dependents(repo: Path):
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("  w_tv: 0.03125", "  w_tv: 0.0625"))
-    assert set(json.loads(dvc(repo, "status", "--json"))) == {"patch"}
-    assert ran(dvc(repo, "repro")) == {"patch", "report"}
+    git_commit(repo, "smoke results")  # `dvc metrics diff` compares the workspace with HEAD
+    edit_params(repo, "  w_tv: 0.03125", "  w_tv: 0.0625")
+    assert stale(repo) == {"patch"}
+    assert ran(dvc(repo, "repro")) == {VALIDATE, "patch", "report"}
+    diff = json.loads(dvc(repo, "metrics", "diff", "--json"))
+    assert set(diff) <= {"reports/headline/patch.json", "reports/headline/report.json"}, set(diff)
+    assert "reports/headline/patch.json" in diff
 
-    params.write_text(params.read_text().replace("logreg: {arch: logreg}", "logreg: {arch: logreg, lr: 0.01}"))
-    assert set(json.loads(dvc(repo, "status", "--json"))) == {"train@logreg"}
+    edit_params(repo, "logreg: {arch: logreg}", "logreg: {arch: logreg, lr: 0.01}")
+    assert stale(repo) == {"train@logreg"}
     rerun = ran(dvc(repo, "repro"))
     assert {"train@logreg", "attack@logreg-pgd", "robustness@logreg", "transfer", "dimension", "report"} <= rerun
     untouched = {"ingest", "train@cnn", "train@resnet", "attack@cnn-pgd", "attack@resnet-square", "forge", "patch"}
     assert not rerun & untouched
+
+
+
+def test_a_typo_in_params_fails_the_run_even_when_everything_is_cached(repo: Path):
+    edit_params(repo, "  lr: 0.003\n", "  lr: 0.003\n  lrr: 0.01\n")
+    out = dvc(repo, "repro", ok=False)
+    assert "unknown key 'train.lrr'" in out and ran(out) == {VALIDATE}
+    edit_params(repo, "  lrr: 0.01\n", "")
+    # An unknown model fails in validation, before DVC looks for models/vit
+    edit_params(repo, "  models: [logreg, cnn, resnet]", "  models: [logreg, cnn, resnet, vit]")
+    out = dvc(repo, "repro", ok=False)
+    assert "'attack.models' names ['vit'], which are not models" in out and "No such file" not in out
+    edit_params(repo, "  models: [logreg, cnn, resnet, vit]", "  models: [logreg, cnn, resnet]")
+    assert ran(dvc(repo, "repro")) == {VALIDATE}
+
+
+def test_only_the_active_profile_is_tracked(repo: Path):
+    # The repo runs the smoke profile: editing the inactive default profile changes nothing.
+    edit_params(repo, "train: {epochs: 10, batch_size: 128", "train: {epochs: 11, batch_size: 128")
+    assert stale(repo) == set()
+    # A new profile needs no dvc.yaml edit: adding one (a copy of smoke) changes nothing ...
+    params = repo / "params.yaml"
+    text = params.read_text()
+    smoke = text[text.index("\n  smoke:\n") + 1:]
+    params.write_text(text + smoke.replace("  smoke:\n", "  tiny:\n", 1))
+    assert stale(repo) == set()
+    # ... and switching to it makes the stages track its keys.
+    set_profile(repo, "tiny")
+    status = json.loads(dvc(repo, "status", "--json"))
+    assert "profiles.tiny.train" in json.dumps(status["train@cnn"]) and "profiles.tiny.attack" in json.dumps(status["robustness@cnn"])
+    params.write_text(text)  # back to smoke, without tiny
+    assert stale(repo) == set()
+    # The active profile's sizes are tracked: every training stage goes stale.
+    edit_params(repo, "train: {epochs: 1, batch_size: 128, n_train: 2000", "train: {epochs: 2, batch_size: 128, n_train: 2000")
+    assert {s for s in stale(repo) if s.startswith("train@")} == {f"train@{m}" for m in (
+        "logreg", "mlp", "cnn", "resnet", "cnn_seed1", "logreg_r7", "logreg_r14")}
+    params.write_text(text)
+    assert stale(repo) == set()
+
+
+def test_recovery_after_a_failed_ingest(repo: Path, tmp_path):
+    """A corrupt mirror fails ingest after DVC has removed its outputs; `dvc checkout ingest`
+    restores the cached ones byte-identically and `git checkout` the small ones kept in git.
+    A fallback mirror serving the same bytes makes nothing downstream stale (the mirror URL is
+    provenance, kept out of data/prepared and out of the report's deps)."""
+    git_commit(repo, "before a failed ingest")
+    prepared = repo / "data/prepared/fashion-mnist"
+    before = {p.name: p.read_bytes() for p in prepared.iterdir()}
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (corrupt / name).write_bytes(b"not the file")
+    edit_params(repo, "  mirrors: []", f"  mirrors: [{corrupt}]")
+    out = dvc(repo, "repro", "ingest", ok=False)
+    assert "checksum mismatch" in out
+    assert not prepared.exists() and not (repo / "reports/ingest/metrics.json").exists()  # DVC removed them
+    dvc(repo, "checkout", "ingest")
+    assert {p.name: p.read_bytes() for p in prepared.iterdir()} == before
+    subprocess.run(["git", "checkout", "--", "params.yaml", "reports/ingest", "reports/headline/ingest.json",
+                    "reports/cost/ingest.json"], cwd=repo, check=True)
+    assert stale(repo) == set()
+
+    edit_params(repo, "  mirrors: []", f"  mirrors: [{corrupt}, {FMNIST_LOCAL}]")
+    assert ran(dvc(repo, "repro")) == {VALIDATE, "ingest"}  # only provenance changed
+    assert {p.name: p.read_bytes() for p in prepared.iterdir()} == before
+    provenance = json.loads((repo / "reports/ingest/provenance.json").read_text())
+    assert provenance["mirrors"] == [str(corrupt), str(FMNIST_LOCAL)]

@@ -1,5 +1,9 @@
 """The ``advgen`` command: ``advgen smoke`` runs the whole pipeline on the smoke profile
-in a scratch copy of the repository; ``advgen c3`` prints the lecture's worked example."""
+in a scratch copy of the repository; ``advgen c3`` prints the lecture's worked example;
+``advgen compare`` shows the headline metrics of several revisions side by side.
+
+Subcommands are the rows of :data:`COMMANDS`: to add one, write its ``add_arguments`` and
+``run`` functions and append a :class:`Command`; ``advgen --help`` lists it from its ``help``."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .claims import c3_worked_example
@@ -56,16 +62,39 @@ def smoke(src: Path, dst: Path) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="advgen")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p_smoke = sub.add_parser("smoke", help="run the pipeline on the smoke profile in a scratch copy")
-    p_smoke.add_argument("--dir", type=Path, help="where to make the copy (default: a new temp folder)")
-    sub.add_parser("c3", help="print the lecture's logistic-regression example")
-    args = parser.parse_args(argv)
-    if args.cmd == "c3":
-        print(json.dumps(c3_worked_example(), indent=2))
-        return
+DESCRIPTION = """\
+advgen is a DVC benchmark suite that reproduces a deep-learning lecture's claims on
+adversarial robustness and generative models: one pipeline stage per technique
+(`dvc repro` runs them), and a claims table with a verdict for each claim."""
+EPILOG = "Run `advgen COMMAND --help` for a command's options."
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks, and lists subcommands without argparse's extra
+    ``COMMAND`` line above them."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=24, width=100)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):  # argparse counts them one indent short
+            for sub in action._get_subactions():
+                width = len(self._format_action_invocation(sub)) + self._current_indent + 4
+                self._action_max_length = max(self._action_max_length, width)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        text = super()._format_action(action)
+        if isinstance(action, argparse._SubParsersAction):
+            text = text.split("\n", 1)[1]
+        return text
+
+
+def _smoke_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", type=Path, help="where to make the copy (default: a new temp folder)")
+
+
+def _smoke(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     dst = args.dir or Path(tempfile.mkdtemp(prefix="advgen-smoke-"))
     if dst.exists() and any(dst.iterdir()):
         parser.error(f"--dir {dst} is not empty")
@@ -73,6 +102,112 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     wall = smoke(Path.cwd(), dst)
     print(f"smoke profile: dvc repro took {wall:.1f} s; results in {dst}/reports/summary.md")
+
+
+def _c3(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    print(json.dumps(c3_worked_example(), indent=2))
+
+
+COMPARE_DESCRIPTION = """\
+Show the headline metrics (the `metrics` DVC reports, reports/headline/<stage>.json) of several
+revisions side by side: one row per metric, one column per revision, and a `change` column
+(new - old) for two. Rows equal in every column are hidden unless --all.
+
+  advgen compare                   HEAD vs the workspace (like `dvc metrics diff`)
+  advgen compare main              main vs the workspace
+  advgen compare HEAD~1 HEAD       two commits, with the change
+  advgen compare v1 v2 workspace   several revisions, in this order
+  advgen compare --exp             HEAD and every experiment of HEAD (`dvc exp run` results)
+  advgen compare HEAD my-exp       a commit and an experiment, by name
+  advgen compare main HEAD --markdown > table.md   for a pull request
+
+REV is anything git resolves (sha, branch, tag, HEAD~1), an experiment name, or `workspace`."""
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("revs", nargs="*", metavar="REV",
+                   help="revisions to compare, in order (none: HEAD and workspace; one: it and workspace)")
+    p.add_argument("--markdown", "--md", action="store_true", help="print a GitHub Markdown table")
+    p.add_argument("--all", dest="show_all", action="store_true", help="also show metrics that did not change")
+    p.add_argument("--exp", action="store_true",
+                   help="add a column for every experiment of HEAD (after REVs, default HEAD)")
+
+
+def _compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .compare import CompareError, compare  # imported when used: compare.py imports venv_env from here
+
+    try:
+        out = compare(args.revs, markdown=args.markdown, show_all=args.show_all, experiments=args.exp)
+    except CompareError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(out)
+    return 0
+
+
+def _screenshot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("html", nargs="?", type=Path, default=Path("reports/index.html"), help="the page (default: %(default)s)")
+    p.add_argument("png", nargs="?", type=Path, default=Path("reports/screenshots/index.png"),
+                   help="where to save the PNG (default: %(default)s)")
+    p.add_argument("--max-height", type=int, default=2400, help="crop the full-page PNG to this height (0: no crop)")
+
+
+def _screenshot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .browser import BrowserError, crop_png, inspect_page
+
+    try:
+        report = inspect_page(args.html, args.png)
+    except BrowserError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.max_height:
+        crop_png(args.png, args.max_height)
+    print(f"{args.png}: {len(report.images)} images ({len(report.broken_images)} broken), "
+          f"{report.table_rows} claims rows, {len(report.console_errors)} console errors")
+    return 0 if report.ok else 1
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``advgen`` subcommand: its name, its one-line help (listed by ``advgen --help``), how it
+    adds its arguments and what it runs (``run(args, parser)``; a non-zero int is the exit status)."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace, argparse.ArgumentParser], int | None]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    description: str | None = None
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("smoke", "run the pipeline on the smoke profile in a scratch copy", _smoke, _smoke_arguments),
+    Command("c3", "print the lecture's logistic-regression example (C3)", _c3),
+    Command("compare", "headline metrics of commits or experiments side by side", _compare, _compare_arguments,
+            COMPARE_DESCRIPTION),
+    Command("screenshot", "open the HTML report in headless Chromium, check it and save a PNG", _screenshot,
+            _screenshot_arguments),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``advgen`` parser, one subparser per row of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="advgen", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_HelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True, title="commands", metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if command.add_arguments:
+            command.add_arguments(p)
+        p.set_defaults(_command=command, _parser=p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    status = args._command.run(args, args._parser)
+    if status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

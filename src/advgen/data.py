@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .utils import atomic_dir, atomic_write_json, dumps
+from .utils import atomic_dir, dumps
 
 
 class IngestError(RuntimeError):
@@ -340,12 +340,17 @@ def _array_sha256(arr: np.ndarray) -> str:
 
 def ingest(dataset: str, raw_dir: Path, out_dir: Path, policy: FetchPolicy,
            mirrors: list[str] | None = None, specs: dict[str, DatasetSpec] | None = None) -> dict:
-    """Fetch, verify and parse ``dataset``; write ``out_dir`` atomically; return the manifest.
+    """Fetch, verify and parse ``dataset``; write ``out_dir`` atomically; return
+    ``(manifest, provenance)``.
 
     ``out_dir`` receives ``train.safetensors``, ``test.safetensors`` (uint8 ``images``
-    (N, C, H, W) and int64 ``labels`` (N,)) and ``manifest.json``. ``mirrors`` overrides the
-    registry's list (the local path stays the caller's choice). ``specs`` lets tests register
-    synthetic datasets.
+    (N, C, H, W) and int64 ``labels`` (N,)) and ``manifest.json``. The manifest describes the
+    content only (file digests and sizes, class names, array digests, histograms), so the same
+    bytes from another mirror give a byte-identical ``out_dir`` and no downstream stage reruns.
+    Where the files came from (the URL each was fetched from, the mirror list, the library
+    version) is the ``provenance``, which the caller writes elsewhere. ``mirrors`` overrides
+    the registry's list (the local path stays the caller's choice). ``specs`` lets tests
+    register synthetic datasets.
     """
     specs = DATASETS if specs is None else specs
     files_info: dict[str, dict] = {}
@@ -354,28 +359,23 @@ def ingest(dataset: str, raw_dir: Path, out_dir: Path, policy: FetchPolicy,
 
         splits = load_digits_splits()
         classes = DIGIT_CLASSES
-        source = {"source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})"}
+        provenance = {"source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})"}
     else:
         if dataset not in specs:
             raise IngestError(f"unknown dataset {dataset!r}; expected one of {sorted(specs) + ['digits']}")
         spec = specs[dataset]
         chosen = tuple(mirrors) if mirrors else spec.mirrors
-        paths = {}
+        paths, urls = {}, {}
         for role, fspec in spec.files.items():
             dest = raw_dir / fspec.name
             url, dig = fetch_file(fspec, chosen, dest, policy)
             paths[role] = dest
-            files_info[fspec.name] = {"role": role, "url": url, "bytes": dest.stat().st_size, **dig}
+            files_info[fspec.name] = {"role": role, "bytes": dest.stat().st_size, **dig}
+            urls[fspec.name] = url
         splits = parse_dataset(spec, paths)
         classes = spec.classes
-        source = {"mirrors": list(chosen)}
-    manifest = {
-        "dataset": dataset,
-        "classes": list(classes),
-        "files": files_info,
-        **source,
-        "splits": {},
-    }
+        provenance = {"mirrors": list(chosen), "urls": urls}
+    manifest = {"dataset": dataset, "classes": list(classes), "files": files_info, "splits": {}}
     with atomic_dir(out_dir) as tmp:
         for split, (images, labels) in splits.items():
             save_file({"images": torch.from_numpy(np.array(images, copy=True)),
@@ -389,7 +389,7 @@ def ingest(dataset: str, raw_dir: Path, out_dir: Path, policy: FetchPolicy,
                 "class_histogram": _histogram(labels, classes),
             }
         (tmp / "manifest.json").write_text(dumps(manifest))
-    return manifest
+    return manifest, {"dataset": dataset, **provenance}
 
 
 # ----------------------------------------------------------------------------- consumers

@@ -42,3 +42,48 @@ def image_rows(rows: list[tuple[str, torch.Tensor, list[str] | None]], path: str
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def line_plot(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
+              ylim: tuple[float, float] | None = (0.0, 1.0), figsize: tuple[float, float] = (6.0, 4.0)) -> bytes:
+    """A PNG of one line per ``label -> (x, y)``, in the dict's order (deterministic bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    for label, (x, y) in series.items():
+        ax.plot(x, y, marker="o", markersize=3, linewidth=1.5, label=label)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def robustness_plot(model: str, table: dict[str, list[float]]) -> bytes:
+    """Robust accuracy of ``model`` against L-inf eps: one line per column of ``linf.tsv`` but ``eps``."""
+    eps = table["eps"]
+    return line_plot({col: (eps, ys) for col, ys in table.items() if col != "eps"},
+                     title=f"Robust accuracy of {model} (L-inf)", xlabel="L-inf eps", ylabel="accuracy")
+
+
+def worst_case_plot(tables: dict[str, dict[str, list[float]]]) -> bytes:
+    """The worst case (cascade) against L-inf eps, one line per model (``model -> linf.tsv`` columns)."""
+    return line_plot({m: (t["eps"], t["worst_case"]) for m, t in tables.items() if "worst_case" in t},
+                     title="Worst-case robust accuracy (cascade), L-inf", xlabel="L-inf eps", ylabel="accuracy")
+
+
+def training_plot(curves: dict[str, dict[str, list[float]]]) -> bytes:
+    """Test accuracy against epoch, one line per model (``model -> curve.tsv`` columns)."""
+    return line_plot({m: (c["epoch"], c["test_acc"]) for m, c in curves.items() if "epoch" in c and "test_acc" in c},
+                     title="Training: test accuracy per epoch", xlabel="epoch", ylabel="test accuracy", ylim=None)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -139,6 +139,13 @@ class CascadeConfig:
     n_square: int = 1000  # Square runs on the survivors among the first n_square examples
     more_restarts: int = 2
     batch_size: int = 250
+
+
+def cascade_config(cfg: Any) -> CascadeConfig:
+    """The cascade budgets of an :class:`advgen.schema.AttackConfig`."""
+    return CascadeConfig(apgd_steps=cfg.apgd_steps, n_target_classes=cfg.n_target_classes,
+                         square_queries=cfg.square_queries, square_p_init=cfg.square_p_init,
+                         n_square=cfg.n_square, more_restarts=cfg.more_restarts)
 
 
 @dataclass

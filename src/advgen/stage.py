@@ -2,41 +2,31 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ConfigError, from_dict, load_params, require
+from .config import ConfigError, load_params
+from .schema import Common, load_common, validate_params
 from .utils import CostMeter, atomic_write_json
 
 
-@dataclass
-class Common:
-    """Top-level keys of params.yaml that every stage sees."""
-
-    seed: int
-    device: str
-    profile: str
-
-    def validate(self) -> None:
-        require(self.seed >= 0, "seed", f"must be >= 0, found {self.seed}")
-        require(self.device == "auto" or self.device in ("cpu", "cuda") or self.device.startswith("cuda:"),
-                "device", f"must be auto, cpu, cuda or cuda:N, found {self.device!r}")
-
-
 def common(params: dict[str, Any]) -> Common:
-    return from_dict(Common, {k: params.get(k) for k in ("seed", "device", "profile")}, "<top level>")
+    """The validated top-level keys (seed, device, profile)."""
+    return load_common(params)
 
 
 def run(name: str, body: Callable[[dict[str, Any]], None], cost_path: str | Path | None) -> None:
     """Run a stage body on params.yaml, record its cost, turn known errors into exit 2.
 
-    Known errors (bad params, bad data, missing inputs) print one clear line instead of a
+    Every key of params.yaml is validated first (see :func:`advgen.schema.validate_params`).
+    Known errors (bad params, bad data, missing inputs) print a clear message instead of a
     traceback. ``cost_path=None`` records no cost.
     """
     try:
         with CostMeter() as meter:
-            body(load_params())
+            params = load_params()
+            validate_params(params)  # the whole file, as the validate stage does
+            body(params)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         if type(exc).__module__.startswith("torch"):
             raise

@@ -1,0 +1,102 @@
+"""Headline figures: the few scalars per stage that DVC declares as ``metrics``.
+
+Each stage writes its detailed JSON (per-class arrays, intervals, per-check rows, tables) as a
+plain output that the report reads, and one small headline file under
+``reports/headline/<stage>.json`` that ``dvc metrics show/diff`` and ``advgen compare`` show.
+Headline files hold scalars only (numbers, bools, strings, nested at most one level under a
+named group), no timings, and no figure another stage already reports; ``tests/test_headline.py``
+checks the budget (about 250 values for the stages up to the report, at most ~50 per later
+area).
+
+Every function here maps a stage's detailed metrics dict to its headline dict.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .io import atomic_write_json
+
+ROOT = Path("reports/headline")
+Scalar = bool | int | float | str
+
+
+def _eps(values: dict[str, float]) -> dict[str, float]:
+    """``{"0": .., "0.025": ..}`` -> ``{"eps=0.025": ..}``, dropping eps = 0 (that is clean accuracy)."""
+    return {f"eps={e}": v for e, v in values.items() if float(e) != 0}
+
+
+def ingest(m: dict[str, Any]) -> dict[str, Scalar]:
+    return {"train_count": m["train_count"], "test_count": m["test_count"]}
+
+
+def train(m: dict[str, Any]) -> dict[str, Scalar]:
+    return {"test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"]}
+
+
+def attack(m: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy at each eps > 0 (clean accuracy is in the robustness headline); for Square, its
+    success against the query budget instead (C7)."""
+    if "square" in m:
+        sq = m["square"]
+        return {"success_at_queries": {f"q={b}": v for b, v in sorted(sq["success_at_budget"].items(),
+                                                                         key=lambda kv: int(kv[0]))},
+                "median_queries_to_success": sq["median_queries_to_success"]}
+    return {"accuracy": _eps(m["accuracy"])}
+
+
+def robustness(m: dict[str, Any]) -> dict[str, Any]:
+    return {"clean_accuracy": m["clean_accuracy"], "worst_case": _eps(m["linf"]["worst_case"]),
+            "checks_failed": m["checks_failed"],
+            "masking_points": sum(c["masking_points"] for c in m.get("cascade", []))}
+
+
+def transfer(m: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy of each target on PGD crafted on another model (the diagonal is white box)."""
+    return {"accuracy": {f"{s}->{t}": v for s, row in m["matrix"].items() for t, v in row.items() if s != t}}
+
+
+def forge(m: dict[str, Any]) -> dict[str, Any]:
+    c1, c2 = m["c1"], m["c2"]
+    return {"c1": {"success_rate": c1["success_rate"], "median_steps": c1["median_steps"],
+                   "feature_nn_ratio": c1["realism"]["feature"]["ratio"]},
+            **{f"c2_{k}": {"success_rate": v["success_rate"], "median_l2": v["median_l2"]} for k, v in c2.items()}}
+
+
+def patch(m: dict[str, Any]) -> dict[str, Any]:
+    sizes = sorted(m["sizes"].values(), key=lambda e: e["size"])
+    scales = sorted(m["ablation"]["scales"].values(), key=lambda s: s["scale"])
+    return {"with_terms": {f"k={e['size']}": e["patches"]["with_terms"]["success_rate"] for e in sizes},
+            "without_terms": {f"k={e['size']}": e["patches"]["without_terms"]["success_rate"] for e in sizes},
+            "tv_with_terms": {f"k={e['size']}": e["patches"]["with_terms"]["tv"] for e in sizes},
+            "nps_with_terms": {f"k={e['size']}": e["patches"]["with_terms"]["nps"] for e in sizes},
+            "ablation": {f"scale={s['scale']:g}": s["success_rate"] for s in scales}}
+
+
+def dimension(m: dict[str, Any]) -> dict[str, Any]:
+    return {name: {"fgsm_accuracy": r["fgsm_accuracy"], "accuracy_drop": r["accuracy_drop"]}
+            for name, r in m["models"].items()}
+
+
+def check(obj: dict[str, Any], where: str = "headline") -> int:
+    """Raise ValueError unless ``obj`` holds scalars (at most one level of groups); return the count."""
+    count = 0
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            bad = {k: v for k, v in value.items() if not isinstance(v, Scalar)}
+            if bad:
+                raise ValueError(f"{where}: '{key}' must hold scalars only, found {sorted(bad)}")
+            count += len(value)
+        elif isinstance(value, Scalar):
+            count += 1
+        else:
+            raise ValueError(f"{where}: '{key}' must be a scalar or a group of scalars, found {type(value).__name__}")
+    return count
+
+
+def write(stage_path: str, obj: dict[str, Any], root: str | Path = ROOT) -> Path:
+    """Check and write ``reports/headline/<stage_path>.json`` (e.g. ``train/cnn``)."""
+    path = Path(root) / f"{stage_path}.json"
+    check(obj, str(path))
+    atomic_write_json(path, obj)
+    return path

@@ -1,0 +1,52 @@
+"""Plot data for ``dvc plots``: the per-model and per-stage TSVs gathered into long tables.
+
+DVC draws one line per (file, field), so a plot of every model needs either one entry per
+model in ``dvc.yaml`` (edited whenever a model is added) or one long table with a ``model``
+column and a template that colours by it. The report stage writes the long tables below;
+``.dvc/plots/*.json`` holds the templates and ``dvc.yaml``'s top-level ``plots`` uses them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_write_text
+
+
+def _tsv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(sep="\t", index=False, float_format="%.6f")
+
+
+def robustness_long(reports: Path, norm: str = "linf") -> pd.DataFrame:
+    """(model, attack, eps, accuracy) from every ``robustness/<model>/<norm>.tsv``: one line per
+    attack per model (``worst_case`` is the cascade; the L2 table holds PGD-L2)."""
+    frames = []
+    for path in sorted(reports.glob(f"robustness/*/{norm}.tsv")):
+        wide = pd.read_csv(path, sep="\t")
+        long = wide.melt(id_vars="eps", var_name="attack", value_name="accuracy")
+        frames.append(long.assign(model=path.parent.name)[["model", "attack", "eps", "accuracy"]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "attack", "eps", "accuracy"])
+
+
+def training_long(reports: Path) -> pd.DataFrame:
+    """(model, epoch, train_acc, test_acc, ...) from every ``train/<model>/curve.tsv``."""
+    frames = [pd.read_csv(p, sep="\t").assign(model=p.parent.name) for p in sorted(reports.glob("train/*/curve.tsv"))]
+    if not frames:
+        return pd.DataFrame(columns=["model", "epoch", "test_acc"])
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["model", *[c for c in frame.columns if c != "model"]]]
+
+
+def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
+    """Write ``robustness.tsv``, ``worst_case.tsv``, ``robustness_l2.tsv`` and ``training.tsv``
+    under ``out``."""
+    reports, out = Path(reports), Path(out)
+    rob = robustness_long(reports)
+    tables = {"robustness.tsv": rob,
+              "worst_case.tsv": rob[rob["attack"] == "worst_case"][["model", "eps", "accuracy"]],
+              "robustness_l2.tsv": robustness_long(reports, "l2")[["model", "eps", "accuracy"]],
+              "training.tsv": training_long(reports)}
+    for name, frame in tables.items():
+        atomic_write_text(out / name, _tsv(frame))
+    return [out / name for name in tables]

@@ -1,0 +1,371 @@
+"""The schema of ``params.yaml``: one validated dataclass per section, and
+:func:`validate_params`, which checks every key of the file against them.
+
+Fields marked ``field(metadata=PROFILE)`` are size-like: they live under
+``profiles.<profile>.<section>``. Range checks call :func:`advgen.config.require` with field
+names; errors come out with the full key (``profiles.smoke.train.epochs``).
+
+This module imports no torch (the validation stage runs on every ``dvc repro`` and must stay
+cheap), so the registries' names are repeated here; ``tests/test_schema.py`` checks that they
+match :data:`advgen.models.ARCHS`, :data:`advgen.robustness.ATTACKS` and
+:data:`advgen.data.DATASETS`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import PROFILE, ConfigError, active_profile, from_dict, load_section, require
+
+ARCH_KWARGS = {"cnn": ("width", "hidden", "dropout"), "logreg": (), "mlp": ("hidden",), "resnet": ("width",)}
+ARCH_NAMES = tuple(sorted(ARCH_KWARGS))
+ATTACK_NAMES = ("apgd_ce", "apgd_dlr", "fgsm", "noise", "pgd", "pgd_l2", "square")
+DATASET_NAMES = ("cifar10", "digits", "fashion-mnist", "mnist")
+
+
+MODELS = {"models": True}  # field metadata: names model(s) that some stage produces
+
+
+def _sized() -> Any:
+    return field(metadata=PROFILE)
+
+
+def _models(**kw: Any) -> Any:
+    return field(metadata=MODELS, **kw)
+
+
+@dataclass
+class Common:
+    """Top-level keys of params.yaml that every stage sees."""
+
+    seed: int
+    device: str
+    profile: str
+
+    def validate(self) -> None:
+        require(self.seed >= 0, "seed", f"must be >= 0, found {self.seed}")
+        require(self.device == "auto" or self.device in ("cpu", "cuda") or self.device.startswith("cuda:"),
+                "device", f"must be auto, cpu, cuda or cuda:N, found {self.device!r}")
+
+
+def load_common(params: dict[str, Any]) -> Common:
+    keys = ("seed", "device", "profile")
+    cfg = from_dict(Common, {k: params[k] for k in keys if k in params}, "<top level>", origins={k: k for k in keys})
+    active_profile(params)
+    return cfg
+
+
+@dataclass
+class IngestConfig:
+    dataset: str
+    mirrors: list[str] = field(default_factory=list)  # empty: the dataset's own list
+    timeout_s: float = 30.0
+    retries: int = 3
+    backoff_s: float = 1.0
+    max_bytes: int = 200_000_000
+
+    def validate(self) -> None:
+        require(self.dataset in DATASET_NAMES, "dataset", f"must be one of {list(DATASET_NAMES)}, found {self.dataset!r}")
+        require(self.timeout_s > 0, "timeout_s", f"must be > 0, found {self.timeout_s}")
+        require(self.retries >= 1, "retries", f"must be >= 1, found {self.retries}")
+        require(self.backoff_s >= 0, "backoff_s", f"must be >= 0, found {self.backoff_s}")
+        require(self.max_bytes > 0, "max_bytes", f"must be > 0, found {self.max_bytes}")
+
+
+@dataclass
+class ModelSpec:
+    """One entry of ``train.models``."""
+
+    arch: str
+    arch_kwargs: dict = field(default_factory=dict)
+    lr: float | None = None  # overrides train.lr
+    resolution: int | None = None  # train on area-downsampled images (C4)
+    seed: int | None = None  # overrides the top-level seed (a second model of the same arch)
+
+    def validate(self) -> None:
+        require(self.arch in ARCH_NAMES, "arch", f"must be one of {list(ARCH_NAMES)}, found {self.arch!r}")
+        unknown = sorted(set(self.arch_kwargs) - set(ARCH_KWARGS[self.arch]))
+        require(not unknown, "arch_kwargs", f"has unknown key(s) {unknown}; {self.arch} accepts {list(ARCH_KWARGS[self.arch])}")
+        require(self.resolution is None or self.resolution >= 2, "resolution", f"must be >= 2, found {self.resolution}")
+        require(self.lr is None or self.lr > 0, "lr", f"must be > 0, found {self.lr}")
+        require(self.seed is None or self.seed >= 0, "seed", f"must be >= 0, found {self.seed}")
+
+
+@dataclass
+class TrainConfig:
+    models: dict
+    lr: float
+    weight_decay: float
+    nproc: int
+    epochs: int = _sized()
+    batch_size: int = _sized()
+    n_train: int = _sized()  # 0 = all
+    n_test: int = _sized()  # 0 = all
+
+    def validate(self) -> None:
+        require(len(self.models) >= 1, "models", "must name at least one model")
+        require(self.lr > 0, "lr", f"must be > 0, found {self.lr}")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, found {self.weight_decay}")
+        require(self.nproc >= 1, "nproc", f"must be >= 1, found {self.nproc}")
+        require(self.epochs >= 1, "epochs", f"must be >= 1, found {self.epochs}")
+        require(self.batch_size >= self.nproc, "batch_size", f"must be >= train.nproc ({self.nproc}), found {self.batch_size}")
+        require(self.n_train >= 0, "n_train", f"must be >= 0 (0 = all), found {self.n_train}")
+        require(self.n_test >= 0, "n_test", f"must be >= 0 (0 = all), found {self.n_test}")
+
+    def spec(self, name: str) -> ModelSpec:
+        """The validated entry ``train.models.<name>``."""
+        if name not in self.models:
+            raise ConfigError(f"params.yaml: model {name!r} is not in train.models {sorted(self.models)}")
+        return from_dict(ModelSpec, self.models[name], f"train.models.{name}")
+
+
+@dataclass
+class AttackConfig:
+    models: list[str] = _models()
+    attacks: list[str]
+    eps_linf: list[float]
+    eps_l2: list[float]
+    check_eps: float
+    convergence_eps: list[float]
+    tolerance: float
+    pgd_steps: int
+    pgd_restarts: int
+    n_target_classes: int
+    square_eps: float
+    square_p_init: float
+    queries_per_minute: float
+    window_minutes: float
+    n_eval: int = _sized()
+    n_square: int = _sized()
+    apgd_steps: int = _sized()
+    more_restarts: int = _sized()
+    square_queries: int = _sized()
+    square_budgets: list[int] = _sized()
+
+    def validate(self) -> None:
+        for key in ("eps_linf", "eps_l2"):
+            bad = [e for e in getattr(self, key) if e < 0]
+            require(not bad, key, f"must hold eps >= 0, found {bad}")
+        require(0.0 in self.eps_linf, "eps_linf", f"must contain 0, found {self.eps_linf}")
+        for key in ("square_eps", "check_eps"):
+            value = getattr(self, key)
+            require(value > 0 and value in self.eps_linf, key,
+                    f"must be > 0 and one of attack.eps_linf {self.eps_linf}, found {value}")
+        outside = [e for e in self.convergence_eps if e <= 0 or e not in self.eps_linf]
+        require(not outside, "convergence_eps", f"must hold eps > 0 from attack.eps_linf {self.eps_linf}, found {outside}")
+        require(len(set(self.attacks)) == len(self.attacks), "attacks", f"names an attack twice: {self.attacks}")
+        unknown = [a for a in self.attacks if a not in ATTACK_NAMES]
+        require(not unknown, "attacks", f"names unknown attack(s) {unknown}; expected some of {list(ATTACK_NAMES)}")
+        require(0 <= self.tolerance < 1, "tolerance", f"must lie in [0, 1), found {self.tolerance}")
+        for key in ("n_eval", "n_square", "apgd_steps", "pgd_steps", "pgd_restarts", "n_target_classes"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        require(self.more_restarts >= 2, "more_restarts", f"must be >= 2 (more than one), found {self.more_restarts}")
+        require(all(0 < b <= self.square_queries for b in self.square_budgets), "square_budgets",
+                f"must lie in (0, square_queries={self.square_queries}], found {self.square_budgets}")
+        require(0 < self.square_p_init <= 1, "square_p_init", f"must lie in (0, 1], found {self.square_p_init}")
+        require(self.queries_per_minute > 0, "queries_per_minute", f"must be > 0, found {self.queries_per_minute}")
+        require(self.window_minutes > 0, "window_minutes", f"must be > 0, found {self.window_minutes}")
+
+
+@dataclass
+class TransferConfig:
+    models: list[str] = _models()
+    eps: float
+    steps: int
+
+    def validate(self) -> None:
+        require(len(self.models) >= 2, "models", f"needs at least two models, found {self.models}")
+        require(self.eps >= 0, "eps", f"must be >= 0, found {self.eps}")
+        require(self.steps >= 1, "steps", f"must be >= 1, found {self.steps}")
+
+
+@dataclass
+class ForgeConfig:
+    model: str = _models()
+    noise_lr: float
+    image_lam: float
+    image_lr: float
+    n_per_class: int = _sized()
+    n_reference: int = _sized()
+    noise_steps: int = _sized()
+    image_steps: int = _sized()
+
+    def validate(self) -> None:
+        for key in ("noise_steps", "image_steps", "n_per_class"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        for key in ("noise_lr", "image_lr"):
+            require(getattr(self, key) > 0, key, f"must be > 0, found {getattr(self, key)}")
+        require(self.image_lam >= 0, "image_lam", f"must be >= 0, found {self.image_lam}")
+        require(self.n_reference >= 10, "n_reference", f"must be >= 10, found {self.n_reference}")
+
+
+@dataclass
+class PatchConfig:
+    model: str = _models()
+    sizes: list[int]  # k x k patches, ascending
+    target: int | None  # None: untargeted
+    lr: float
+    batch_size: int
+    w_nps: float  # per pixel of the patch
+    w_tv: float  # per pixel of the patch
+    palette: list[float]  # printable grey levels
+    ablation_size: int
+    weight_scales: list[float]  # (w_nps, w_tv) times each, at ablation_size
+    n_train: int = _sized()
+    n_test: int = _sized()
+    epochs: int = _sized()
+
+    def validate(self) -> None:
+        require(len(self.sizes) >= 1 and all(k >= 1 for k in self.sizes), "sizes",
+                f"must be a non-empty list of sizes >= 1, found {self.sizes}")
+        require(all(a < b for a, b in zip(self.sizes, self.sizes[1:])), "sizes",
+                f"must be strictly increasing, found {self.sizes}")
+        require(self.ablation_size >= 1, "ablation_size", f"must be >= 1, found {self.ablation_size}")
+        require(len(self.weight_scales) >= 1 and all(s >= 0 for s in self.weight_scales)
+                and len(set(self.weight_scales)) == len(self.weight_scales), "weight_scales",
+                f"must be distinct values >= 0, found {self.weight_scales}")
+        require(self.target is None or self.target >= 0, "target", f"must be >= 0 or null, found {self.target}")
+        for key in ("lr", "batch_size", "epochs"):
+            require(getattr(self, key) > 0, key, f"must be > 0, found {getattr(self, key)}")
+        for key in ("n_train", "n_test"):
+            require(getattr(self, key) >= 0, key, f"must be >= 0 (0 = all), found {getattr(self, key)}")
+        for key in ("w_nps", "w_tv"):
+            require(getattr(self, key) >= 0, key, f"must be >= 0, found {getattr(self, key)}")
+        require(len(self.palette) >= 1 and all(0 <= p <= 1 for p in self.palette), "palette",
+                f"must hold grey levels in [0, 1], found {self.palette}")
+
+    def check_image(self, side: int) -> None:
+        """Reject patches that do not fit the model's ``side`` x ``side`` input."""
+        if max(self.sizes) > side:
+            raise ConfigError(f"params.yaml: 'patch.sizes' must fit the {side}x{side} image, found {self.sizes}")
+        if self.ablation_size > side:
+            raise ConfigError(f"params.yaml: 'patch.ablation_size' must fit the {side}x{side} image, "
+                              f"found {self.ablation_size}")
+
+
+@dataclass
+class DimensionConfig:
+    models: list[str] = _models()
+    eps: float
+    n_eval: int = _sized()
+
+    def validate(self) -> None:
+        require(len(self.models) >= 2, "models", f"needs at least two models, found {self.models}")
+        require(self.eps > 0, "eps", f"must be > 0, found {self.eps}")
+        require(self.n_eval >= 1, "n_eval", f"must be >= 1, found {self.n_eval}")
+
+
+SECTIONS: dict[str, type] = {"ingest": IngestConfig, "train": TrainConfig, "attack": AttackConfig,
+                             "transfer": TransferConfig, "forge": ForgeConfig, "patch": PatchConfig,
+                             "dimension": DimensionConfig}
+TOP_LEVEL = ("profile", "seed", "device", *SECTIONS, "profiles")
+
+
+def model_names(params: dict[str, Any]) -> list[str]:
+    """Every model a stage may name: the keys of ``train.models`` (later areas add theirs here)."""
+    models = (params.get("train") or {}).get("models") or {}
+    return sorted(models) if isinstance(models, dict) else []
+
+
+def model_fields() -> list[tuple[str, str]]:
+    """(section, field) of every field that names models (``field(metadata=MODELS)``)."""
+    return [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls) if f.metadata.get("models")]
+
+
+def _check_models(params: dict[str, Any]) -> None:
+    """Every field that names models refers to models some stage produces, each once."""
+    known = model_names(params)
+    for section, key in model_fields():
+        value = (params.get(section) or {}).get(key)
+        names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(f"params.yaml: '{section}.{key}' names {unknown}, which are not models; expected some of "
+                              f"train.models {known}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"params.yaml: '{section}.{key}' names {twice} more than once")
+
+
+def _check_transfer_eps(eps: float | None, eps_linf: list[float]) -> None:
+    if eps is not None and eps not in eps_linf:
+        raise ConfigError(f"params.yaml: 'transfer.eps' = {eps} must be one of attack.eps_linf "
+                          f"{eps_linf} (the worst case counts the transfer attack there)")
+
+
+def _check_cross(cfgs: dict[str, Any]) -> None:
+    attack, transfer, dimension = cfgs["attack"], cfgs["transfer"], cfgs["dimension"]
+    _check_transfer_eps(transfer.eps, attack.eps_linf)
+    train = cfgs["train"]
+    low_res = [m for m in dimension.models if m in train.models and train.spec(m).arch != "logreg"]
+    if low_res:
+        raise ConfigError(f"params.yaml: 'dimension.models' names {low_res}, which are not logreg models "
+                          "(C4 compares one linear model at several input sizes)")
+
+
+def load_config(cls: type, params: dict[str, Any], name: str, profile: str | None = None) -> Any:
+    """Section ``name`` as dataclass ``cls``, for the active profile (or ``profile``)."""
+    return load_section(cls, params, name, profile)
+
+
+def validate_params(params: dict[str, Any]) -> list[str]:
+    """Check every key of params.yaml against the schema, for every profile.
+
+    Returns the profiles checked; raises ConfigError listing every problem found, each with
+    its full key. Unknown keys anywhere (a typo such as ``train.lrr`` or
+    ``profiles.smoke.train.epoch``) are errors even though no stage reads them.
+    """
+    problems: list[str] = []
+
+    def attempt(check) -> Any:
+        try:
+            return check()
+        except ConfigError as exc:
+            if str(exc) not in problems:
+                problems.append(str(exc))
+            return None
+
+    unknown = sorted(set(params) - set(TOP_LEVEL))
+    if unknown:
+        problems.append(f"params.yaml: unknown top-level key {', '.join(map(repr, unknown))}; expected some of "
+                        f"{list(TOP_LEVEL)}")
+    attempt(lambda: load_common(params))
+    profiles = params.get("profiles")
+    if not isinstance(profiles, dict) or not profiles:
+        problems.append("params.yaml: 'profiles' must map profile names to their size-like keys")
+        profiles = {}
+    for profile, body in profiles.items():
+        if not isinstance(body, dict):
+            problems.append(f"params.yaml: 'profiles.{profile}' must be a mapping, found {type(body).__name__}")
+            continue
+        extra = sorted(set(body) - set(SECTIONS))
+        if extra:
+            problems.append(f"params.yaml: unknown key {', '.join(repr(f'profiles.{profile}.{k}') for k in extra)}; "
+                            f"a profile holds some of {list(SECTIONS)}")
+        cfgs = {name: attempt(lambda n=name, c=cls: load_section(c, params, n, profile))
+                for name, cls in SECTIONS.items()}
+        if cfgs["train"] is not None:
+            for model in sorted(cfgs["train"].models):
+                attempt(lambda m=model: cfgs["train"].spec(m))
+        if all(c is not None for c in cfgs.values()):
+            attempt(lambda: _check_cross(cfgs))
+    attempt(lambda: _check_models(params))
+    if problems:
+        head = "params.yaml is not valid" if len(problems) == 1 else f"params.yaml has {len(problems)} problems"
+        raise ConfigError(head + ":\n" + "\n".join(f"  - {p.removeprefix('params.yaml: ')}" for p in problems))
+    return list(profiles)
+
+
+def sized_fields(cls: type) -> list[str]:
+    """The size-like fields of a section's dataclass."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("profile")]
+
+
+def load_attack_config(params: dict[str, Any]) -> AttackConfig:
+    """The ``attack`` section merged with its profile, with its cross-section constraints
+    (``transfer.eps`` one of ``attack.eps_linf``; ``attack.models`` known models)."""
+    cfg = load_section(AttackConfig, params, "attack")
+    _check_models(params)
+    _check_transfer_eps((params.get("transfer") or {}).get("eps"), cfg.eps_linf)
+    return cfg

@@ -1,0 +1,143 @@
+"""params.yaml is validated whole: unknown keys anywhere fail, errors name the real key."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from advgen.config import ConfigError, load_params
+from advgen.schema import (ARCH_NAMES, ATTACK_NAMES, DATASET_NAMES, TrainConfig, load_config, validate_params)
+from tests.conftest import ROOT
+
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+def _with(edit) -> dict:
+    params = copy.deepcopy(PARAMS)
+    edit(params)
+    return params
+
+
+def _error(params: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        validate_params(params)
+    return str(err.value)
+
+
+def test_the_committed_params_are_valid_in_every_profile():
+    assert validate_params(PARAMS) == ["default", "smoke"]
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda p: p["train"].update(lrr=0.01), "'train.lrr'"),  # a typo no stage reads
+    (lambda p: p["profiles"]["default"]["train"].update(epoch=3), "'profiles.default.train.epoch'"),  # inactive
+    (lambda p: p["profiles"]["smoke"].update(trian={}), "'profiles.smoke.trian'"),
+    (lambda p: p.update(sead=1), "'sead'"),
+    (lambda p: p["train"]["models"]["cnn"].update(arhc="cnn"), "'train.models.cnn.arhc'"),
+    (lambda p: p["patch"].update(w_tvv=0.1), "'patch.w_tvv'"),
+])
+def test_unknown_keys_anywhere_fail_with_their_full_path(edit, key):
+    msg = _error(_with(edit))
+    assert f"unknown key {key}" in msg or f"unknown top-level key {key}" in msg
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda p: p["profiles"]["smoke"]["train"].update(epochs=0), "'profiles.smoke.train.epochs' must be >= 1, found 0"),
+    (lambda p: p["profiles"]["default"]["attack"].update(n_eval="many"), "'profiles.default.attack.n_eval' = 'many' has the wrong type"),
+    (lambda p: p["train"]["models"].update(foo={"arch": "vit"}), "'train.models.foo.arch' must be one of"),
+    (lambda p: p["train"].update(lr=-1), "'train.lr' must be > 0, found -1"),
+    (lambda p: p["profiles"]["smoke"]["train"].pop("epochs"), "missing key 'profiles.smoke.train.epochs'"),
+    (lambda p: p["train"].update(epochs=3), "'train.epochs' is size-like: remove it from 'train' (it is set in 'profiles.default.train')"),
+    (lambda p: p["profiles"]["smoke"]["train"].update(lr=0.1), "'profiles.smoke.train.lr' is not a size-like key: remove it from the profile"),
+    (lambda p: p["profiles"]["smoke"]["patch"].update(lr=0.1), "'profiles.smoke.patch.lr' is not a size-like key"),
+    (lambda p: p["train"]["models"]["cnn"].update(arch_kwargs={"widht": 8}), "'train.models.cnn.arch_kwargs' has unknown key(s) ['widht']; cnn accepts"),
+    (lambda p: p.pop("seed"), "missing key 'seed'"),
+    (lambda p: p["attack"]["attacks"].append("fgsm"), "'attack.attacks' names an attack twice"),
+    (lambda p: p["attack"]["models"].append("cnn"), "'attack.models' names ['cnn'] more than once"),
+    (lambda p: p.update(profile="fast"), "'profile' = 'fast' is not defined; expected one of ['default', 'smoke']"),
+])
+def test_errors_name_the_real_key(edit, needle):
+    assert needle in _error(_with(edit))
+
+
+def test_size_like_keys_live_in_the_profile_and_others_in_the_section():
+    params = _with(lambda p: (p["profiles"]["smoke"]["train"].pop("epochs"), p["profiles"]["default"]["train"].pop("epochs"),
+                              p["train"].update(epochs=2)))
+    assert "'train.epochs' is size-like: set it under 'profiles.default.train.epochs'" in _error(params)
+    params = _with(lambda p: (p["train"].pop("nproc"), p["profiles"]["smoke"]["train"].update(nproc=1),
+                              p["profiles"]["default"]["train"].update(nproc=1)))
+    assert "'profiles.default.train.nproc' is not a size-like key: set it in 'train.nproc'" in _error(params)
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda p: p["attack"]["models"].append("vit"), "attack.models"),
+    (lambda p: p["transfer"]["models"].append("vit"), "transfer.models"),
+    (lambda p: p["dimension"]["models"].append("vit"), "dimension.models"),
+    (lambda p: p["forge"].update(model="vit"), "forge.model"),
+    (lambda p: p["patch"].update(model="vit"), "patch.model"),
+])
+def test_model_names_are_checked_against_train_models(edit, key):
+    msg = _error(_with(edit))
+    assert f"'{key}' names ['vit'], which are not models; expected some of train.models" in msg
+
+
+def test_every_field_that_names_models_is_checked():
+    from advgen.schema import SECTIONS, model_fields
+
+    named = [(s, f.name) for s, cls in SECTIONS.items() for f in __import__("dataclasses").fields(cls)
+             if f.name in ("model", "models") and s != "train"]
+    assert sorted(model_fields()) == sorted(named) and len(named) == 5
+
+
+def test_arch_kwargs_match_the_constructors():
+    import inspect
+
+    from advgen.models import ARCHS
+    from advgen.schema import ARCH_KWARGS
+
+    for arch, cls in ARCHS.items():
+        accepted = [n for n in inspect.signature(cls).parameters if n not in ("in_shape", "num_classes")]
+        assert list(ARCH_KWARGS[arch]) == accepted, arch
+
+
+def test_every_problem_is_listed_at_once():
+    msg = _error(_with(lambda p: (p["train"].update(lrr=1), p["patch"].update(model="vit"),
+                                   p["profiles"]["smoke"]["forge"].update(noise_steps=0))))
+    assert msg.startswith("params.yaml has 3 problems")
+    assert "'train.lrr'" in msg and "'patch.model'" in msg and "'profiles.smoke.forge.noise_steps'" in msg
+
+
+def test_load_config_uses_the_requested_profile():
+    assert load_config(TrainConfig, PARAMS, "train", "smoke").n_train == 2000
+    assert load_config(TrainConfig, PARAMS, "train", "default").n_train == 0
+
+
+def test_schema_names_match_the_registries():
+    from advgen.data import DATASETS
+    from advgen.models import ARCHS
+    from advgen.robustness import ATTACKS
+
+    assert ARCH_NAMES == tuple(sorted(ARCHS))
+    assert ATTACK_NAMES == tuple(sorted(ATTACKS))
+    assert DATASET_NAMES == tuple(sorted([*DATASETS, "digits"]))
+
+
+def _validate_stage(tmp_path, text: str) -> subprocess.CompletedProcess:
+    (tmp_path / "params.yaml").write_text(text)
+    code = ("import runpy, sys\ntry:\n    runpy.run_path(sys.argv[1], run_name='__main__')\nexcept SystemExit as e:\n"
+            "    print('exit', e.code)\nprint('torch imported:', 'torch' in sys.modules)")
+    return subprocess.run([sys.executable, "-c", code, str(ROOT / "stages/validate.py")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_validate_stage_fails_on_a_typo_without_importing_torch(tmp_path):
+    good = (ROOT / "params.yaml").read_text()
+    proc = _validate_stage(tmp_path, good)
+    assert "torch imported: False" in proc.stdout and "exit" not in proc.stdout, proc.stderr
+    assert (tmp_path / "reports/params.ok").read_text() == "params.yaml: every key is known and valid\n"
+    (tmp_path / "reports/params.ok").unlink()
+    proc = _validate_stage(tmp_path, good.replace("  lr: 0.003\n", "  lr: 0.003\n  lrr: 0.01\n", 1))
+    assert "exit 2" in proc.stdout and "unknown key 'train.lrr'" in proc.stderr
+    assert not (tmp_path / "reports/params.ok").exists()
