@@ -207,6 +207,7 @@ def test_a_typo_in_params_fails_the_run_even_when_everything_is_cached(repo: Pat
     edit_params(repo, "  lr: 0.003\n", "  lr: 0.003\n  lrr: 0.01\n")
     out = dvc(repo, "repro", ok=False)
     assert "unknown key 'train.lrr'" in out and ran(out) == {VALIDATE}
+    assert stale(repo) == set()  # the validation output persists: nothing else looks changed
     edit_params(repo, "  lrr: 0.01\n", "")
     # An unknown model fails in validation, before DVC looks for models/vit
     edit_params(repo, "  models: [logreg, cnn, resnet]", "  models: [logreg, cnn, resnet, vit]")
