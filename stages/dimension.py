@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from advgen import headline, stage
-from advgen.schema import DimensionConfig, load_config
+from advgen.schema import DimensionConfig, load_section
 from advgen.dimension import curve_rows, measure
 from advgen.evaluation import eval_set, load_for_attack
 from advgen.utils import atomic_write_json, atomic_write_text, deterministic_kernels, resolve_device, round_floats
@@ -13,7 +13,7 @@ from advgen.utils import atomic_write_json, atomic_write_text, deterministic_ker
 
 def main(params: dict) -> None:
     common = stage.common(params)
-    cfg = load_config(DimensionConfig, params, "dimension")
+    cfg = load_section(DimensionConfig, params, "dimension")
     deterministic_kernels()
     device = resolve_device(common.device)
     rows = {}

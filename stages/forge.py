@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from advgen import headline, stage
-from advgen.schema import ForgeConfig, load_config
+from advgen.schema import ForgeConfig, load_section
 from advgen.attacks.forge import c1_experiment, c2_experiment
 from advgen.evaluation import class_names, eval_set, load_for_attack, predict
 from advgen.plots import image_rows
@@ -12,7 +12,7 @@ from advgen.utils import atomic_write_json, deterministic_kernels, generator, re
 
 def main(params: dict) -> None:
     common = stage.common(params)
-    cfg = load_config(ForgeConfig, params, "forge")
+    cfg = load_section(ForgeConfig, params, "forge")
     deterministic_kernels()
     device = resolve_device(common.device)
     model = load_for_attack(cfg.model, device)

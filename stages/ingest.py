@@ -5,13 +5,13 @@ from pathlib import Path
 
 from advgen import headline, stage
 from advgen.data import FetchPolicy, ingest
-from advgen.schema import IngestConfig, load_config
+from advgen.schema import IngestConfig, load_section
 from advgen.utils import atomic_write_json
 
 
 def main(params: dict) -> None:
     stage.common(params)  # validates the top-level keys
-    cfg = load_config(IngestConfig, params, "ingest")
+    cfg = load_section(IngestConfig, params, "ingest")
     policy = FetchPolicy(cfg.timeout_s, cfg.retries, cfg.backoff_s, cfg.max_bytes)
     manifest, provenance = ingest(cfg.dataset, Path("data/raw") / cfg.dataset, Path("data/prepared") / cfg.dataset,
                                   policy, mirrors=cfg.mirrors or None)

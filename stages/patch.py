@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from advgen import headline, stage
-from advgen.schema import PatchConfig, load_config
+from advgen.schema import PatchConfig, load_section
 from advgen.attacks.patch import curve_rows, example_rows, patch_sweep
 from advgen.evaluation import class_names, eval_set, load_for_attack
 from advgen.plots import image_rows
@@ -16,7 +16,7 @@ from advgen.utils import atomic_write_json, atomic_write_text, deterministic_ker
 
 def main(params: dict) -> None:
     common = stage.common(params)
-    cfg = load_config(PatchConfig, params, "patch")
+    cfg = load_section(PatchConfig, params, "patch")
     deterministic_kernels()
     device = resolve_device(common.device)
     model = load_for_attack(cfg.model, device)

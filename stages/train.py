@@ -16,7 +16,7 @@ import torch
 from advgen import headline, stage
 from advgen.data import load_classes, load_split, manifest_sha256, subset, to_float
 from advgen.models import build_model, save_model
-from advgen.schema import TrainConfig, load_config
+from advgen.schema import TrainConfig, load_section
 from advgen.stats import wilson_p
 from advgen.training import fit
 from advgen.utils import atomic_dir, atomic_write_json, atomic_write_text, deterministic_kernels, resolve_device, round_floats
@@ -47,7 +47,7 @@ def _init_distributed(device_name: str) -> tuple[int, Any]:
 
 def train_model(params: dict, name: str) -> None:
     common = stage.common(params)
-    cfg = load_config(TrainConfig, params, "train")
+    cfg = load_section(TrainConfig, params, "train")
     spec = cfg.spec(name)
     if cfg.nproc > 1 and "LOCAL_RANK" not in os.environ:
         _launch_torchrun(cfg.nproc)

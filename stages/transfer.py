@@ -7,7 +7,7 @@ import torch
 
 from advgen import headline, stage
 from advgen.config import ConfigError
-from advgen.schema import TransferConfig, load_attack_config, load_config
+from advgen.schema import TransferConfig, load_attack_config, load_section
 from advgen.evaluation import eval_set, load_for_attack, predict
 from advgen.robustness import transfer_matrix
 from advgen.stats import wilson_p
@@ -17,7 +17,7 @@ from advgen.utils import (atomic_save_tensors, atomic_write_json, atomic_write_t
 
 def main(params: dict) -> None:
     common = stage.common(params)
-    cfg = load_config(TransferConfig, params, "transfer")
+    cfg = load_section(TransferConfig, params, "transfer")
     deterministic_kernels()
     device = resolve_device(common.device)
     models = {name: load_for_attack(name, device) for name in cfg.models}

@@ -21,7 +21,7 @@ from advgen.attacks.patch import (
 from advgen.claims import EVALUATORS, claims_table
 from advgen.config import ConfigError, from_dict, load_params
 from advgen.report import build_report
-from advgen.schema import PatchConfig, load_config
+from advgen.schema import PatchConfig, load_section
 from tests.conftest import ROOT
 
 PALETTE = torch.tensor([[0.0], [0.25], [0.5], [0.75], [1.0]])
@@ -214,7 +214,7 @@ def test_real_params_are_valid_in_every_profile():
     params = load_params(ROOT / "params.yaml")
     cls = PatchConfig
     for profile in params["profiles"]:
-        cfg = load_config(cls, params, "patch", profile)
+        cfg = load_section(cls, params, "patch", profile)
         cfg.check_image(28)
         assert cfg.ablation_size in cfg.sizes and {0, 1} <= set(cfg.weight_scales)  # 0 and 1 are reused
 

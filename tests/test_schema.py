@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from advgen.config import ConfigError, load_params
-from advgen.schema import (ARCH_NAMES, ATTACK_NAMES, DATASET_NAMES, TrainConfig, load_config, validate_params)
+from advgen.schema import (ARCH_NAMES, ATTACK_NAMES, DATASET_NAMES, TrainConfig, load_section, validate_params)
 from tests.conftest import ROOT
 
 PARAMS = load_params(ROOT / "params.yaml")
@@ -110,8 +110,8 @@ def test_every_problem_is_listed_at_once():
 
 
 def test_load_config_uses_the_requested_profile():
-    assert load_config(TrainConfig, PARAMS, "train", "smoke").n_train == 2000
-    assert load_config(TrainConfig, PARAMS, "train", "default").n_train == 0
+    assert load_section(TrainConfig, PARAMS, "train", "smoke").n_train == 2000
+    assert load_section(TrainConfig, PARAMS, "train", "default").n_train == 0
 
 
 def test_schema_names_match_the_registries():

@@ -304,10 +304,6 @@ def _check_cross(cfgs: dict[str, Any]) -> None:
                           "(C4 compares one linear model at several input sizes)")
 
 
-def load_config(cls: type, params: dict[str, Any], name: str, profile: str | None = None) -> Any:
-    """Section ``name`` as dataclass ``cls``, for the active profile (or ``profile``)."""
-    return load_section(cls, params, name, profile)
-
 
 def validate_params(params: dict[str, Any]) -> list[str]:
     """Check every key of params.yaml against the schema, for every profile.
@@ -356,10 +352,6 @@ def validate_params(params: dict[str, Any]) -> list[str]:
         raise ConfigError(head + ":\n" + "\n".join(f"  - {p.removeprefix('params.yaml: ')}" for p in problems))
     return list(profiles)
 
-
-def sized_fields(cls: type) -> list[str]:
-    """The size-like fields of a section's dataclass."""
-    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("profile")]
 
 
 def load_attack_config(params: dict[str, Any]) -> AttackConfig:
