@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from advgen import headline, stage
 from advgen.evaluation import eval_set, load_for_attack
-from advgen.schema import load_attack_config
-from advgen.robustness import cascade_config, evaluate
+from advgen.schema import defended_base, load_attack_config
+from advgen.robustness import cascade_config, evaluate, paired_vs_base
 from advgen.utils import atomic_write_json, atomic_write_text, deterministic_kernels, generator, resolve_device, round_floats
 
 
@@ -41,7 +41,7 @@ def load_transfer(name: str) -> tuple[dict[str, torch.Tensor], float | None]:
 
 def main(params: dict, name: str) -> None:
     common = stage.common(params)
-    cfg = load_attack_config(params)
+    cfg = load_attack_config(params, name)
     deterministic_kernels()
     device = resolve_device(common.device)
     model = load_for_attack(name, device)
@@ -52,6 +52,11 @@ def main(params: dict, name: str) -> None:
                       transfer=transfer, transfer_eps=t_eps, cfg=cascade_config(cfg), convergence_eps=cfg.convergence_eps,
                       check_eps=cfg.check_eps, tolerance=cfg.tolerance, pgd_steps=cfg.pgd_steps,
                       generator=generator(common.seed), log=lambda s: print(f"[robustness {name}] {s}", file=sys.stderr))
+    base = defended_base(params, name)
+    if base is not None:  # C9: the defended model against its base on the same images
+        result.metrics["vs_base"] = {"base": base, "eps": paired_vs_base(
+            load_for_attack(base, device), x.to(device), y.to(device), result.worst_case, cfg.pgd_steps,
+            generator(common.seed + 1))}
     for c in result.metrics["checks"]:
         if not c["passed"]:
             print(f"!!! SANITY CHECK FAILED [{name}] {c['name']}: {c['detail']}", file=sys.stderr)

@@ -69,7 +69,8 @@ def test_outputs(repo: Path):
     provenance = json.loads((repo / "reports/ingest/provenance.json").read_text())
     assert all(u.startswith("file:///usr/share/datasets/fashion-mnist/") for u in provenance["urls"].values())
     claims = json.loads((repo / "reports/claims.json").read_text())
-    assert [c["id"] for c in claims] == [f"C{i}" for i in range(1, 19)]
+    ids = [f"C{i}" for i in range(1, 19)]
+    assert [c["id"] for c in claims] == [*ids[:9], "C9a", *ids[9:]]
 
     for name in ("logreg", "mlp", "cnn", "resnet"):
         model = load_model(repo / "models" / name)
@@ -83,7 +84,7 @@ def test_outputs(repo: Path):
     assert 0.55 < json.loads((repo / "reports/headline/train/cnn.json").read_text())["test_accuracy"] < 0.7
     _headline_metrics_are_small(repo)
     report = json.loads((repo / "reports/headline/report.json").read_text())
-    assert sum(report[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 18
+    assert sum(report[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 19
     assert report["verdict_C3"] == "supported"
     assert (repo / "reports/figures/worst_case.png").read_bytes()[:4] == b"\x89PNG"
     summary = (repo / "reports/summary.md").read_text()
@@ -98,7 +99,7 @@ def test_outputs(repo: Path):
         worst = rob["linf"]["worst_case"]
         for attack in ("fgsm", "pgd"):
             assert all(worst[e] <= rob["linf"][attack][e] for e in worst)
-        for attack in ("fgsm", "pgd", "pgd_l2", "square", "noise"):
+        for attack in ("fgsm", "pgd", "apgd_ce", "pgd_l2", "square", "noise"):
             res = json.loads((repo / f"reports/attacks/{name}/{attack}.json").read_text())
             assert res["within_eps"], (name, attack)
             assert (repo / f"reports/attacks/{name}/{attack}.png").read_bytes()[:4] == b"\x89PNG"
@@ -111,18 +112,55 @@ def test_outputs(repo: Path):
     assert any(t.startswith("Robust accuracy against L-inf eps") for t in titles)
     facet = next(v for t, v in plots["data"].items() if t.startswith("Robust accuracy"))[0]["content"]
     lines = {(r["model"], r["attack"]) for r in facet["data"]["values"]}
-    assert lines == {(m, a) for m in ("logreg", "cnn", "resnet") for a in ("fgsm", "pgd", "noise", "worst_case")}
+    assert lines == {(m, a) for m in ("logreg", "cnn", "resnet", *DEFENDED)
+                     for a in ("fgsm", "pgd", "apgd_ce", "noise", "worst_case")}
     training = next(v for t, v in plots["data"].items() if t.startswith("Training curves"))[0]["content"]
     assert {r["model"] for r in training["data"]["values"]} == {"logreg", "mlp", "cnn", "resnet", "cnn_seed1",
-                                                               "logreg_r7", "logreg_r14"}
+                                                               "logreg_r7", "logreg_r14", *DEFENDED}
+    monitor = next(v for t, v in plots["data"].items() if t.startswith("Catastrophic"))[0]["content"]
+    assert {r["model"] for r in monitor["data"]["values"]} == set(DEFENDED) - {"cnn_gaussian"}
+    _defense_outputs(repo, summary)
+
+
+DEFENDED = ("cnn_augment", "cnn_fgsm_at", "cnn_fast_at", "cnn_pgd_at", "cnn_trades", "cnn_gaussian")
+
+
+def _defense_outputs(repo: Path, summary: str) -> None:
+    """Defended models are ordinary models: loadable, attacked and checked like the others."""
+    for name in DEFENDED:
+        model = load_model(repo / "models" / name)
+        assert model.sidecar["defense"]["base"] == "cnn" and model.sidecar["config"]["n_train"] == 512
+        metrics = json.loads((repo / f"reports/defend/{name}/metrics.json").read_text())
+        # per-example gradients of one epoch on 512 images: updates + inner-attack input gradients
+        per_image = {"augment": 2, "fgsm": 3, "fgsm_rs": 2, "pgd": 8, "trades": 9, "gaussian": 1}
+        extra = 512 if model.sidecar["defense"]["method"] == "augment" else 0  # augment crafts once
+        assert metrics["training_grad_evals"] == per_image[model.sidecar["defense"]["method"]] * 512 + extra
+        assert metrics["epochs_run"] == 1
+        rob = json.loads((repo / f"reports/robustness/{name}/metrics.json").read_text())
+        assert rob["n"] == 16 and [c["eps"] for c in rob["cascade"]] == [0.05, 0.1]
+        assert rob["vs_base"]["base"] == "cnn" and set(rob["vs_base"]["eps"]) == {"0", "0.05", "0.1"}
+        assert {"unbounded_pgd_reaches_zero", "black_box_not_stronger@0.1"} <= {c["name"] for c in rob["checks"]}
+        square = json.loads((repo / f"reports/attacks/{name}/square.json").read_text())
+        assert list(square["accuracy"]) == ["0", "0.05", "0.1"] and square["n"] == 8
+        head = json.loads((repo / f"reports/headline/attacks/{name}.json").read_text())
+        assert set(head["pgd"]) == set(head["fgsm"]) == {"eps=0.1"} and len(head["pgd_l2"]) == 3
+    sanitize = json.loads((repo / "reports/sanitize/metrics.json").read_text())
+    assert sanitize["n_eval"] == 16 and sanitize["n_val"] == 64
+    assert set(sanitize["preprocessing"]) == {"none", "bit_depth", "median", "both"}
+    certify = json.loads((repo / "reports/certify/cnn_gaussian/metrics.json").read_text())
+    assert certify["n_eval"] == 8 and set(certify["certified_accuracy"]) == {"0", "0.25", "0.5", "1"}
+    for title in ("## Defenses (C9)", "## Feature squeezing: naive against adaptive (C9a)",
+                  "## Randomized smoothing: cnn_gaussian"):
+        assert title in summary, title
 
 
 def _headline_metrics_are_small(repo: Path) -> None:
-    """Every DVC metric is a scalar, there are at most ~250 of them, and no timings."""
+    """Every DVC metric is a scalar, there are at most ~250 of them for the core stages (plus
+    what the defenses add: ~50 of their own and ~17 per defended model), and no timings."""
     shown = json.loads(dvc(repo, "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
     values = [v for f in files.values() for v in _leaves(f["data"])]
-    assert 150 <= len(values) <= 250 and all(isinstance(v, (int, float, str, bool)) for v in values), len(values)
+    assert 150 <= len(values) <= 250 + 50 + 17 * len(DEFENDED) and all(isinstance(v, (int, float, str, bool)) for v in values), len(values)
     assert all(path.startswith("reports/headline/") for path in files)
     assert not any("wall" in k or "cpu_s" in k for f in files.values() for k in _keys(f["data"]))
 
@@ -157,6 +195,15 @@ def _claims_follow_their_criteria(repo: Path, verdicts: dict[str, str]) -> None:
     c4 = all(a["accuracy_drop"] < b["accuracy_drop"] and a["mean_margin_drop"] < b["mean_margin_drop"]
              for a, b in zip(rows, rows[1:]))
     assert verdicts["C4"] == ("supported" if c4 else "not_supported")
+    vs = json.loads((repo / "reports/robustness/cnn_fgsm_at/metrics.json").read_text())["vs_base"]["eps"]["0.1"]
+    c9 = vs["defended_worst_case"] - vs["base_pgd"] >= 0.10 and vs["paired"]["p_a_higher"] < 0.01
+    assert verdicts["C9"] == ("supported" if c9 else "not_supported")
+    sz = json.loads((repo / "reports/sanitize/metrics.json").read_text())
+    both, det = sz["preprocessing"]["both"], sz["detector"]["attacks"]
+    tpr = det["pgd"]["detection"]["tpr"], det["detector_aware_pgd"]["detection"]["tpr"]
+    c9a = (both["pgd_naive"]["accuracy"] - both["pgd_bpda"]["accuracy"] >= 0.2
+           and both["pgd_naive_vs_bpda"]["p_a_higher"] < 0.01 and None not in tpr and tpr[0] - tpr[1] >= 0.2)
+    assert verdicts["C9a"] == ("supported" if c9a else "not_supported")
     for cid in ("C1", "C2", "C8"):
         assert verdicts[cid] in ("supported", "not_supported"), cid
 
@@ -171,9 +218,12 @@ def test_forced_rerun_is_byte_identical(repo: Path):
              "reports/robustness/cnn/linf.tsv", "reports/transfer/metrics.json", "data/transfer/correct.safetensors",
              "reports/ingest/metrics.json", "data/prepared/fashion-mnist/train.safetensors",
              "reports/attacks/cnn/pgd.json", "reports/attacks/cnn/pgd.png", "data/attacks/cnn/pgd.safetensors",
-             "reports/attacks/cnn/square.json", "reports/robustness/cnn/metrics.json"]
+             "reports/attacks/cnn/square.json", "reports/robustness/cnn/metrics.json",
+             "models/cnn_fast_at/model.safetensors", "reports/defend/cnn_fast_at/metrics.json",
+             "reports/sanitize/metrics.json", "reports/sanitize/roc.tsv", "reports/certify/cnn_gaussian/metrics.json"]
     before = {f: (repo / f).read_bytes() for f in files}
-    for stage in ("ingest", "train@cnn", "attack@cnn-pgd", "attack@cnn-square", "transfer", "robustness@cnn"):
+    for stage in ("ingest", "train@cnn", "attack@cnn", "transfer", "robustness@cnn", "defend@cnn_fast_at", "sanitize",
+                  "certify@cnn_gaussian"):
         dvc(repo, "repro", "-f", "-s", stage)
     assert {f: (repo / f).read_bytes() for f in files} == before
     # Only the cost files changed (timings vary), and no stage depends on them.
@@ -197,8 +247,9 @@ def test_one_param_reruns_only_its_dependents(repo: Path):
     edit_params(repo, "logreg: {arch: logreg}", "logreg: {arch: logreg, lr: 0.01}")
     assert stale(repo) == {"train@logreg"}
     rerun = ran(dvc(repo, "repro"))
-    assert {"train@logreg", "attack@logreg-pgd", "robustness@logreg", "transfer", "dimension", "report"} <= rerun
-    untouched = {"ingest", "train@cnn", "train@resnet", "attack@cnn-pgd", "attack@resnet-square", "forge", "patch"}
+    assert {"train@logreg", "attack@logreg", "robustness@logreg", "transfer", "dimension", "report"} <= rerun
+    untouched = {"ingest", "train@cnn", "train@resnet", "attack@cnn", "attack@resnet", "defend@cnn_pgd_at", "forge",
+                 "patch", "sanitize"}
     assert not rerun & untouched
 
 

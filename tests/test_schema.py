@@ -88,7 +88,7 @@ def test_every_field_that_names_models_is_checked():
 
     named = [(s, f.name) for s, cls in SECTIONS.items() for f in __import__("dataclasses").fields(cls)
              if f.name in ("model", "models") and s != "train"]
-    assert sorted(model_fields()) == sorted(named) and len(named) == 5
+    assert sorted(model_fields()) == sorted(named) and len(named) == 7
 
 
 def test_arch_kwargs_match_the_constructors():
@@ -141,3 +141,54 @@ def test_validate_stage_fails_on_a_typo_without_importing_torch(tmp_path):
     proc = _validate_stage(tmp_path, good.replace("  lr: 0.003\n", "  lr: 0.003\n  lrr: 0.01\n", 1))
     assert "exit 2" in proc.stdout and "unknown key 'train.lrr'" in proc.stderr
     assert not (tmp_path / "reports/params.ok").exists()
+
+
+def _defense(name: str, **kw):
+    return lambda p: p["defend"]["defenses"].update({name: kw})
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (_defense("x", method="mixup", eps=0.1), "'defend.defenses.x.method' must be one of"),
+    (_defense("x", method="pgd", eps=0.0, steps=7, step=0.02), "'defend.defenses.x.eps' must be > 0, found 0.0"),
+    (_defense("x", method="pgd", eps=-0.1, steps=7, step=0.02), "'defend.defenses.x.eps' must be > 0, found -0.1"),
+    (_defense("x", method="fgsm", eps=0.1, alpha=1.5), "'defend.defenses.x.alpha' must lie in [0, 1], found 1.5"),
+    (_defense("x", method="fgsm", eps=0.1, alpha=-0.1), "'defend.defenses.x.alpha' must lie in [0, 1], found -0.1"),
+    (_defense("x", method="trades", eps=0.1, steps=7, step=0.02, beta=-1.0), "'defend.defenses.x.beta' must be >= 0"),
+    (_defense("x", method="gaussian", sigma=0.0), "'defend.defenses.x.sigma' must be > 0, found 0.0"),
+    (_defense("x", method="pgd", eps=0.1, steps=7), "'defend.defenses.x.step' must be set for method 'pgd'"),
+    (_defense("x", method="gaussian", sigma=0.25, eps=0.1), "'defend.defenses.x.eps' is not used by method 'gaussian'"),
+    (_defense("x", method="pgd", eps=0.1, steps=0, step=0.02), "'defend.defenses.x.steps' must be >= 1, found 0"),
+    (_defense("cnn", method="gaussian", sigma=0.25), "['cnn'] named in both 'train.models' and 'defend.defenses'"),
+    (lambda p: p["certify"].update(alpha=1.0), "'certify.alpha' must lie in (0, 1), found 1.0"),
+    (lambda p: p["certify"].update(alpha=0), "'certify.alpha' must lie in (0, 1), found 0"),
+    (lambda p: p["certify"].update(n0=0), "'certify.n0' must be >= 1, found 0"),
+    (lambda p: p["certify"].update(n=0), "'certify.n' must be >= 1, found 0"),
+    (lambda p: p["certify"].update(models=["cnn_pgd_at"]), "'certify.models' names ['cnn_pgd_at'], which are not gaussian"),
+    (lambda p: p["certify"].update(models=["cnn"]), "'certify.models' names ['cnn'], which are not gaussian"),
+    (lambda p: p["sanitize"].update(bit_depth=0), "'sanitize.bit_depth' must lie in 1-8, found 0"),
+    (lambda p: p["sanitize"].update(bit_depth=9), "'sanitize.bit_depth' must lie in 1-8, found 9"),
+    (lambda p: p["sanitize"].update(median=2), "'sanitize.median' must be an odd window >= 1, found 2"),
+    (lambda p: p["sanitize"].update(model="vit"), "'sanitize.model' names ['vit'], which are not models"),
+    (lambda p: p["defend"].update(base="vit"), "'defend.base' = 'vit' is not a model of the train stage"),
+    (lambda p: p["defend"].update(base="cnn_pgd_at"), "'defend.base' = 'cnn_pgd_at' is not a model of the train stage"),
+    (lambda p: p["attack"].update(defended={"eps_linf": [0.05]}), "'attack.defended' gives an invalid config for defended"),
+    (lambda p: p["attack"].update(defended={"n_eval": 5}), "'attack.defended' has unknown key(s) ['n_eval']"),
+])
+def test_defense_params_are_checked(edit, needle):
+    assert needle in _error(_with(edit))
+
+
+def test_a_median_window_larger_than_the_image_is_rejected():
+    from advgen.schema import SanitizeConfig
+    cfg = load_section(SanitizeConfig, _with(lambda p: p["sanitize"].update(median=29)), "sanitize")
+    with pytest.raises(ConfigError, match="'sanitize.median' = 29 is larger than the 28x28 image"):
+        cfg.check_image(28)
+    cfg.check_image(29)
+
+
+def test_defended_models_get_their_evaluation_overrides():
+    from advgen.schema import load_attack_config
+    std, dfd = load_attack_config(PARAMS, "cnn"), load_attack_config(PARAMS, "cnn_pgd_at")
+    assert std.eps_linf == PARAMS["attack"]["eps_linf"] and not std.square_sweep
+    assert dfd.eps_linf == PARAMS["attack"]["defended"]["eps_linf"] and dfd.square_sweep
+    assert dfd.n_eval == PARAMS["profiles"]["default"]["attack"]["defended_sizes"]["n_eval"]

@@ -1,4 +1,5 @@
-"""The claims registry: every testable claim C1–C18 of the lecture, and how it is judged.
+"""The claims registry: every testable claim C1–C18 of the lecture (and C9a, its statement that
+every defense is met by a new attack), and how it is judged.
 
 Each claim has an evaluator that reads the collected metrics and returns the experiment,
 the measured figure, the criterion (fixed here, before any run) and the verdict. A claim
@@ -25,6 +26,8 @@ CLAIMS: dict[str, str] = {
     "C7": "Rate-limiting queries weakens query-based black-box attacks",
     "C8": "A universal patch with printability and smoothness terms fools the model across images",
     "C9": "Adversarial training (clean + FGSM loss) makes the model more robust",
+    "C9a": "Every defense is met by a new attack: a defense counts only once evaluated by an attacker "
+           "who knows about it",
     "C10": "A poisoned trigger patch makes triggered inputs go to the target class while clean "
            "accuracy stays normal",
     "C11": "The saturating generator loss log(1 - D(G(z))) gives tiny gradients when D(G(z)) ~ 0",
@@ -179,7 +182,7 @@ def _c5(c: dict) -> Finding | None:
     ci = m.get("linf_ci95", {}).get("fgsm", {}).get("0.05", [float("nan")] * 2)
     ok = clean - adv >= 0.20 and test["p_a_higher"] < 0.01
     return Finding(
-        experiment=f"attack@cnn-fgsm: one gradient evaluation per image, eps=0.05, n={m['n']}; "
+        experiment=f"attack@cnn (fgsm): one gradient evaluation per image, eps=0.05, n={m['n']}; "
                    "paired exact McNemar test against the clean predictions of the same images",
         measured=(f"accuracy {100 * clean:.1f}% -> {100 * adv:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] "
                   f"({test['only_a']} images flipped to wrong, {test['only_b']} to right; p = {test['p_a_higher']:.2g}); "
@@ -229,7 +232,7 @@ def _c7(c: dict) -> Finding | None:
     full, window = str(max(int(b) for b in succ)), str(sq["window_budget"])
     ok = succ[window] <= succ[full] - 0.10
     return Finding(
-        experiment=f"attack@cnn-square: Square Attack eps={sq['eps']:g}, scores only; budget -> time at "
+        experiment=f"attack@cnn (square): Square Attack eps={sq['eps']:g}, scores only; budget -> time at "
                    f"{sq['queries_per_minute']:g} queries/min",
         measured="; ".join(f"{b} queries ({sq['hours_at_rate_limit'][b]:.1f} h): {100 * succ[b]:.1f}%"
                            for b in sorted(succ, key=int)),
@@ -276,8 +279,79 @@ def _c8(c: dict) -> Finding | None:
         verdict=_verdict(bool(passing)))
 
 
+def _defended_by(c: dict, method: str) -> list[str]:
+    return sorted(k.split("/", 1)[1] for k, v in c.items() if k.startswith("defend/") and k.count("/") == 1
+                  and v.get("metrics", {}).get("defense", {}).get("method") == method)
+
+
+@evaluator("C9")
+def _c9(c: dict) -> Finding | None:
+    eps, gain, alpha = "0.1", 0.10, 0.01
+    lecture = _defended_by(c, "fgsm")
+    rob = {n: _metrics(c, f"robustness/{n}") for n in lecture}
+    rob = {n: m for n, m in rob.items() if m and m.get("vs_base", {}).get("eps", {}).get(eps)}
+    if not rob:
+        return None
+    name, m = next(iter(rob.items()))
+    vs = m["vs_base"]["eps"][eps]
+    base = m["vs_base"]["base"]
+    base_clean = _metrics(c, f"robustness/{base}") or {}
+    others = []
+    for method in ("pgd", "trades", "fgsm_rs"):
+        for n in _defended_by(c, method):
+            r = _metrics(c, f"robustness/{n}") or {}
+            v = r.get("vs_base", {}).get("eps", {}).get(eps)
+            if v:
+                others.append(f"{n}: worst case {100 * v['defended_worst_case']:.1f}% (clean "
+                              f"{100 * r['clean_accuracy']:.1f}%)")
+    ok = vs["defended_worst_case"] - vs["base_pgd"] >= gain and vs["paired"]["p_a_higher"] < alpha
+    return Finding(
+        experiment=(f"defend stage: `{name}`, the lecture's recipe (alpha * CE(x) + (1 - alpha) * CE(x_FGSM), "
+                    f"trained at eps = 0.1) against the standard `{base}`, on the same n={m['n']} test images; "
+                    f"the defended model's cascade worst case (FGSM, PGD, APGD-CE, APGD-T, Square) against "
+                    f"`{base}`'s PGD-20 accuracy (an upper bound of its robustness), exact paired test"),
+        measured=(f"at eps={eps}: worst case {100 * vs['defended_worst_case']:.1f}% vs {base} PGD-20 "
+                  f"{100 * vs['base_pgd']:.1f}% (p = {vs['paired']['p_a_higher']:.2g}); clean "
+                  f"{100 * m['clean_accuracy']:.1f}% vs {100 * base_clean.get('clean_accuracy', float('nan')):.1f}%; "
+                  f"FGSM accuracy {100 * m['linf']['fgsm'].get(eps, float('nan')):.1f}%. Other adversarial training: "
+                  + ("; ".join(others) or "none")),
+        criterion=(f"the lecture's recipe raises the worst-case accuracy at the training eps {eps} by >= "
+                   f"{100 * gain:.0f} points over {base}'s PGD-20 accuracy on the same images, paired p < {alpha}"),
+        verdict=_verdict(ok))
+
+
+@evaluator("C9a")
+def _c9a(c: dict) -> Finding | None:
+    drop, alpha = 0.20, 0.01
+    m = _metrics(c, "sanitize")
+    if not m:
+        return None
+    both = m["preprocessing"]["both"]
+    det = m["detector"]["attacks"]
+    naive_acc, bpda_acc = both["pgd_naive"]["accuracy"], both["pgd_bpda"]["accuracy"]
+    test = both["pgd_naive_vs_bpda"]
+    tpr_naive, tpr_aware = det["pgd"]["detection"]["tpr"], det["detector_aware_pgd"]["detection"]["tpr"]
+    sn_naive = det["pgd"]["safety_net"]["adversarial"]["accuracy"]
+    sn_aware = det["detector_aware_pgd"]["safety_net"]["adversarial"]["accuracy"]
+    ok_acc = naive_acc - bpda_acc >= drop and test["p_a_higher"] < alpha
+    ok_det = tpr_naive is not None and tpr_aware is not None and tpr_naive - tpr_aware >= drop
+    return Finding(
+        experiment=(f"sanitize stage: feature squeezing (bit depth {m['bit_depth']} + {m['median']}x{m['median']} "
+                    f"median) on n={m['n_eval']} test images at L-inf eps={m['eps']:g}; naive = PGD-{m['pgd_steps']} "
+                    "crafted on the raw model; adaptive = BPDA-PGD through the squeezer (preprocessing) and "
+                    "detector-aware PGD (detector)"),
+        measured=(f"squeezed model under PGD: naive {100 * naive_acc:.1f}% -> adaptive {100 * bpda_acc:.1f}% "
+                  f"(paired p = {test['p_a_higher']:.2g}); detection rate of successful PGD examples: naive "
+                  f"{'n/a' if tpr_naive is None else f'{100 * tpr_naive:.1f}%'} -> detector-aware "
+                  f"{'n/a' if tpr_aware is None else f'{100 * tpr_aware:.1f}%'}; safety net on adversarial images "
+                  f"{100 * sn_naive:.1f}% -> {100 * sn_aware:.1f}%"),
+        criterion=(f"the adaptive attack lowers the squeezed model's accuracy by >= {100 * drop:.0f} points against "
+                   f"the naive one (paired p < {alpha}) AND lowers the detection rate by >= {100 * drop:.0f} points"),
+        verdict=_verdict(ok_acc and ok_det))
+
+
 def claims_table(collected: dict) -> list[dict]:
-    """One row per claim C1–C18: ``{id, claim, experiment, measured, criterion, verdict}``."""
+    """One row per claim (C1–C18 and C9a): ``{id, claim, experiment, measured, criterion, verdict}``."""
     rows = []
     for cid, text in CLAIMS.items():
         found = EVALUATORS[cid](collected) if cid in EVALUATORS else None

@@ -5,8 +5,8 @@ plain output that the report reads, and one small headline file under
 ``reports/headline/<stage>.json`` that ``dvc metrics show/diff`` and ``advgen compare`` show.
 Headline files hold scalars only (numbers, bools, strings, nested at most one level under a
 named group), no timings, and no figure another stage already reports; ``tests/test_headline.py``
-checks the budget (about 250 values for the stages up to the report, at most ~50 per later
-area).
+checks the budget (about 250 values for the stages up to the report and their models; a later
+area at most ~50 for its own stages plus ~17 per model it adds to the attack stages).
 
 Every function here maps a stage's detailed metrics dict to its headline dict.
 """
@@ -34,9 +34,12 @@ def train(m: dict[str, Any]) -> dict[str, Scalar]:
     return {"test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"]}
 
 
-def attack(m: dict[str, Any]) -> dict[str, Any]:
+def attack(m: dict[str, Any], only_eps: float | None = None) -> dict[str, Any]:
     """Accuracy at each eps > 0 (clean accuracy is in the robustness headline); for Square, its
-    success against the query budget instead (C7)."""
+    success against the query budget instead (C7). With ``only_eps`` (defended models, whose
+    worst case per eps is in their robustness headline): the accuracy at that eps alone."""
+    if only_eps is not None:
+        return {"accuracy": {f"eps={only_eps:g}": m["accuracy"].get(f"{only_eps:g}")}}
     if "square" in m:
         sq = m["square"]
         return {"success_at_queries": {f"q={b}": v for b, v in sorted(sq["success_at_budget"].items(),
@@ -45,9 +48,21 @@ def attack(m: dict[str, Any]) -> dict[str, Any]:
     return {"accuracy": _eps(m["accuracy"])}
 
 
+def attacks(per_attack: dict[str, dict[str, Any]], only_eps: float | None = None) -> dict[str, Any]:
+    """One model's attack headline: :func:`attack` of each attack, its groups prefixed by the
+    attack's name (``{"pgd": {"eps=0.1": ..}, "square_success_at_queries": {..}, ...}``).
+    ``only_eps`` applies to the L-inf attacks (PGD-L2's eps are L2 radii)."""
+    out: dict[str, Any] = {}
+    for name, m in per_attack.items():
+        one = attack(m, only_eps if m.get("norm") == "Linf" else None)
+        for key, value in one.items():
+            out[name if key == "accuracy" else f"{name}_{key}"] = value
+    return out
+
+
 def robustness(m: dict[str, Any]) -> dict[str, Any]:
     return {"clean_accuracy": m["clean_accuracy"], "worst_case": _eps(m["linf"]["worst_case"]),
-            "checks_failed": m["checks_failed"],
+            "checks_failed": m["checks_failed"], "gradient_masking": m["gradient_masking"],
             "masking_points": sum(c["masking_points"] for c in m.get("cascade", []))}
 
 
@@ -76,6 +91,13 @@ def patch(m: dict[str, Any]) -> dict[str, Any]:
 def dimension(m: dict[str, Any]) -> dict[str, Any]:
     return {name: {"fgsm_accuracy": r["fgsm_accuracy"], "accuracy_drop": r["accuracy_drop"]}
             for name, r in m["models"].items()}
+
+
+def defend(m: dict[str, Any]) -> dict[str, Scalar]:
+    """A defended model's clean accuracy, its training cost in gradients, and the overfitting flag
+    (its robust accuracy is in its robustness headline)."""
+    return {"test_accuracy": m["test_accuracy"], "training_grad_evals": m["training_grad_evals"],
+            "catastrophic_overfitting": m["catastrophic_overfitting"]}
 
 
 def check(obj: dict[str, Any], where: str = "headline") -> int:

@@ -29,24 +29,43 @@ def robustness_long(reports: Path, norm: str = "linf") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "attack", "eps", "accuracy"])
 
 
-def training_long(reports: Path) -> pd.DataFrame:
-    """(model, epoch, train_acc, test_acc, ...) from every ``train/<model>/curve.tsv``."""
-    frames = [pd.read_csv(p, sep="\t").assign(model=p.parent.name) for p in sorted(reports.glob("train/*/curve.tsv"))]
+def training_long(reports: Path, stages: tuple[str, ...] = ("train", "defend")) -> pd.DataFrame:
+    """(model, epoch, train_acc, test_acc, ...) from every ``train/<model>/curve.tsv`` and
+    ``defend/<model>/curve.tsv`` (defended models add the overfitting monitor's columns)."""
+    paths = [p for st in stages for p in sorted(reports.glob(f"{st}/*/curve.tsv"))]
+    frames = [pd.read_csv(p, sep="\t").assign(model=p.parent.name) for p in paths]
     if not frames:
         return pd.DataFrame(columns=["model", "epoch", "test_acc"])
     frame = pd.concat(frames, ignore_index=True)
     return frame[["model", *[c for c in frame.columns if c != "model"]]]
 
 
+def monitor_long(training: pd.DataFrame) -> pd.DataFrame:
+    """(model, epoch, monitor_pgd_acc, monitor_fgsm_acc) of the defended models with a monitor."""
+    cols = ["model", "epoch", "monitor_pgd_acc", "monitor_fgsm_acc"]
+    if "monitor_pgd_acc" not in training:
+        return pd.DataFrame(columns=cols)
+    return training.dropna(subset=["monitor_pgd_acc"])[cols]
+
+
+def certify_long(reports: Path) -> pd.DataFrame:
+    """(model, radius, certified, empirical) from every ``certify/<model>/curve.tsv``."""
+    frames = [pd.read_csv(p, sep="\t").assign(model=p.parent.name) for p in sorted(reports.glob("certify/*/curve.tsv"))]
+    cols = ["model", "radius", "certified", "empirical"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
 def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
-    """Write ``robustness.tsv``, ``worst_case.tsv``, ``robustness_l2.tsv`` and ``training.tsv``
-    under ``out``."""
+    """Write ``robustness.tsv``, ``worst_case.tsv``, ``robustness_l2.tsv``, ``training.tsv``,
+    ``defense_monitor.tsv`` and ``certified.tsv`` under ``out``."""
     reports, out = Path(reports), Path(out)
     rob = robustness_long(reports)
     tables = {"robustness.tsv": rob,
               "worst_case.tsv": rob[rob["attack"] == "worst_case"][["model", "eps", "accuracy"]],
               "robustness_l2.tsv": robustness_long(reports, "l2")[["model", "eps", "accuracy"]],
               "training.tsv": training_long(reports)}
+    tables["defense_monitor.tsv"] = monitor_long(tables["training.tsv"])
+    tables["certified.tsv"] = certify_long(reports)
     for name, frame in tables.items():
         atomic_write_text(out / name, _tsv(frame))
     return [out / name for name in tables]

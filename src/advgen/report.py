@@ -577,3 +577,7 @@ def build_report(reports: str | Path) -> tuple[str, list[dict], dict]:
     """Return (summary markdown, claims rows, headline metrics) for the folder ``reports``."""
     r = make_report(reports)
     return r.markdown, r.claims, r.headline
+
+
+# Sections of later areas, registered on import (kept in their own modules).
+from . import report_defenses  # noqa: E402, F401

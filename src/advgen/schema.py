@@ -136,12 +136,34 @@ class AttackConfig:
     square_p_init: float
     queries_per_minute: float
     window_minutes: float
+    square_sweep: bool = field(default=False, kw_only=True)  # Square at every eps_linf (else at square_eps only: C7's experiment)
+    # Models of the defend stage survive most attacks, so each attack costs several times more on
+    # them: these keys replace the ones above for them (``defended_sizes``: the size-like ones).
+    defended: dict = field(default_factory=dict, kw_only=True)
     n_eval: int = _sized()
     n_square: int = _sized()
     apgd_steps: int = _sized()
     more_restarts: int = _sized()
     square_queries: int = _sized()
     square_budgets: list[int] = _sized()
+    defended_sizes: dict = field(default_factory=dict, metadata=PROFILE, kw_only=True)
+
+    def for_defended(self) -> "AttackConfig":
+        """This config with the overrides for models of the defend stage applied."""
+        return dataclasses.replace(self, **self.defended, **self.defended_sizes, defended={}, defended_sizes={})
+
+    def _check_overrides(self) -> None:
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for key, sized in (("defended", False), ("defended_sizes", True)):
+            allowed = sorted(n for n, f in fields.items() if bool(f.metadata.get("profile")) == sized
+                             and n not in ("models", "defended", "defended_sizes"))
+            unknown = sorted(set(getattr(self, key)) - set(allowed))
+            require(not unknown, key, f"has unknown key(s) {unknown}; it may override {allowed}")
+        try:
+            self.for_defended().validate()
+        except ConfigError as exc:
+            raise ConfigError(f"gives an invalid config for defended models: {', '.join(exc.keys)} {exc}",
+                              keys=("defended",)) from None
 
     def validate(self) -> None:
         for key in ("eps_linf", "eps_l2"):
@@ -166,6 +188,8 @@ class AttackConfig:
         require(0 < self.square_p_init <= 1, "square_p_init", f"must lie in (0, 1], found {self.square_p_init}")
         require(self.queries_per_minute > 0, "queries_per_minute", f"must be > 0, found {self.queries_per_minute}")
         require(self.window_minutes > 0, "window_minutes", f"must be > 0, found {self.window_minutes}")
+        if self.defended or self.defended_sizes:
+            self._check_overrides()
 
 
 @dataclass
@@ -256,16 +280,163 @@ class DimensionConfig:
         require(self.n_eval >= 1, "n_eval", f"must be >= 1, found {self.n_eval}")
 
 
+DEFENSE_METHODS: dict[str, tuple[str, ...]] = {
+    # method -> the keys of its entry besides ``method``
+    "augment": ("eps",),  # FGSM examples of the base model, correctly labelled, added to the data
+    "fgsm": ("eps", "alpha"),  # Goodfellow et al. 2015: alpha J(x) + (1 - alpha) J(x + eps sign grad)
+    "fgsm_rs": ("eps", "step"),  # Wong et al. 2020: random start, one step
+    "pgd": ("eps", "steps", "step"),  # Madry et al. 2018
+    "trades": ("eps", "steps", "step", "beta"),  # Zhang et al. 2019
+    "gaussian": ("sigma",),  # Cohen et al. 2019: the base classifier of randomized smoothing
+}
+
+
+@dataclass
+class DefenseSpec:
+    """One entry of ``defend.defenses``: a training-time defense."""
+
+    method: str
+    eps: float | None = None  # L-inf radius of the training attack
+    alpha: float | None = None  # fgsm: weight of the clean term
+    step: float | None = None  # inner step size (fgsm_rs: 1.25 eps in Wong et al.)
+    steps: int | None = None  # inner PGD iterations (pgd, trades)
+    beta: float | None = None  # trades: weight of the KL term
+    sigma: float | None = None  # gaussian: std of the training noise (pixels in [0, 1])
+
+    def validate(self) -> None:
+        require(self.method in DEFENSE_METHODS, "method",
+                f"must be one of {list(DEFENSE_METHODS)}, found {self.method!r}")
+        keys = DEFENSE_METHODS[self.method]
+        for key in ("eps", "alpha", "step", "steps", "beta", "sigma"):
+            value = getattr(self, key)
+            require(value is None or key in keys, key, f"is not used by method {self.method!r} (it takes {list(keys)})")
+            require(value is not None or key not in keys, key, f"must be set for method {self.method!r}")
+        require(self.eps is None or self.eps > 0, "eps", f"must be > 0, found {self.eps}")
+        require(self.alpha is None or 0 <= self.alpha <= 1, "alpha", f"must lie in [0, 1], found {self.alpha}")
+        require(self.step is None or self.step > 0, "step", f"must be > 0, found {self.step}")
+        require(self.steps is None or self.steps >= 1, "steps", f"must be >= 1, found {self.steps}")
+        require(self.beta is None or self.beta >= 0, "beta", f"must be >= 0, found {self.beta}")
+        require(self.sigma is None or self.sigma > 0, "sigma", f"must be > 0, found {self.sigma}")
+
+    def config(self) -> dict[str, Any]:
+        """The keys the method uses (what the model's sidecar records)."""
+        return {"method": self.method, **{k: getattr(self, k) for k in DEFENSE_METHODS[self.method]}}
+
+
+@dataclass
+class DefendConfig:
+    """The ``defend`` stage: training-time defenses, one model each (names beside train.models)."""
+
+    base: str  # the train.models entry whose architecture and lr every defense uses (augment: its FGSM source)
+    defenses: dict
+    monitor_steps: int  # PGD steps of the catastrophic-overfitting monitor
+    monitor_drop: float  # flag a collapse: monitor PGD accuracy this far below its best so far
+    stop_on_collapse: bool
+    epochs: int = _sized()
+    batch_size: int = _sized()
+    n_train: int = _sized()  # 0 = all
+    n_monitor: int = _sized()  # fixed training images the monitor attacks each epoch
+
+    def validate(self) -> None:
+        require(len(self.defenses) >= 1, "defenses", "must name at least one defense")
+        require(self.monitor_steps >= 1, "monitor_steps", f"must be >= 1, found {self.monitor_steps}")
+        require(0 < self.monitor_drop < 1, "monitor_drop", f"must lie in (0, 1), found {self.monitor_drop}")
+        for key in ("epochs", "batch_size", "n_monitor"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        require(self.n_train >= 0, "n_train", f"must be >= 0 (0 = all), found {self.n_train}")
+
+    def spec(self, name: str) -> DefenseSpec:
+        """The validated entry ``defend.defenses.<name>``."""
+        if name not in self.defenses:
+            raise ConfigError(f"params.yaml: defense {name!r} is not in defend.defenses {sorted(self.defenses)}")
+        return from_dict(DefenseSpec, self.defenses[name], f"defend.defenses.{name}")
+
+
+@dataclass
+class SanitizeConfig:
+    """The ``sanitize`` stage: feature squeezing (Xu et al. 2018) as preprocessing and detector."""
+
+    model: str = _models()
+    bit_depth: int  # bits per pixel kept by the bit-depth squeezer (1-8)
+    median: int  # odd window of the median-filter squeezer
+    eps: float  # L-inf radius of the attacks
+    fpr: float  # false-positive rate on clean validation images that fixes the threshold
+    pgd_steps: int
+    square_queries: int
+    detector_weight: float  # weight of the detection term in the detector-aware PGD
+    n_eval: int = _sized()  # test images attacked
+    n_val: int = _sized()  # clean validation images that fix the threshold
+
+    def validate(self) -> None:
+        require(1 <= self.bit_depth <= 8, "bit_depth", f"must lie in 1-8, found {self.bit_depth}")
+        require(self.median >= 1 and self.median % 2 == 1, "median", f"must be an odd window >= 1, found {self.median}")
+        require(self.eps > 0, "eps", f"must be > 0, found {self.eps}")
+        require(0 < self.fpr < 1, "fpr", f"must lie in (0, 1), found {self.fpr}")
+        for key in ("pgd_steps", "square_queries", "n_eval", "n_val"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        require(self.detector_weight >= 0, "detector_weight", f"must be >= 0, found {self.detector_weight}")
+
+    def check_image(self, side: int) -> None:
+        """Reject a median window larger than the model's ``side`` x ``side`` input."""
+        if self.median > side:
+            raise ConfigError(f"params.yaml: 'sanitize.median' = {self.median} is larger than the "
+                              f"{side}x{side} image")
+
+
+@dataclass
+class CertifyConfig:
+    """The ``certify`` stage: randomized smoothing (Cohen et al. 2019) of ``gaussian`` models."""
+
+    models: list[str] = _models()  # defend.defenses entries of method gaussian
+    n0: int  # noise draws that pick the class
+    n: int  # noise draws that bound its probability
+    alpha: float  # failure probability of the certificate
+    radii: list[float]  # L2 radii of the certified-accuracy table (also the attack's eps)
+    pgd_steps: int  # PGD-L2 on the smoothed classifier
+    eot: int  # noise draws per gradient (expectation over transformation)
+    n_predict: int  # noise draws of the Monte-Carlo prediction of an attacked image
+    batch_size: int
+    n_eval: int = _sized()
+
+    def validate(self) -> None:
+        require(len(self.models) >= 1, "models", "must name at least one model")
+        for key in ("n0", "n", "pgd_steps", "eot", "n_predict", "batch_size", "n_eval"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        require(0 < self.alpha < 1, "alpha", f"must lie in (0, 1), found {self.alpha}")
+        require(len(self.radii) >= 1 and all(r > 0 for r in self.radii), "radii",
+                f"must be a non-empty list of radii > 0, found {self.radii}")
+
+
 SECTIONS: dict[str, type] = {"ingest": IngestConfig, "train": TrainConfig, "attack": AttackConfig,
                              "transfer": TransferConfig, "forge": ForgeConfig, "patch": PatchConfig,
-                             "dimension": DimensionConfig}
+                             "dimension": DimensionConfig, "defend": DefendConfig, "sanitize": SanitizeConfig,
+                             "certify": CertifyConfig}
 TOP_LEVEL = ("profile", "seed", "device", *SECTIONS, "profiles")
 
 
+def _keys(params: dict[str, Any], section: str, key: str) -> list[str]:
+    value = (params.get(section) or {}).get(key) or {}
+    return sorted(value) if isinstance(value, dict) else []
+
+
+def trained_names(params: dict[str, Any]) -> list[str]:
+    """The models of the ``train`` stage (the keys of ``train.models``)."""
+    return _keys(params, "train", "models")
+
+
+def defended_names(params: dict[str, Any]) -> list[str]:
+    """The models of the ``defend`` stage (the keys of ``defend.defenses``)."""
+    return _keys(params, "defend", "defenses")
+
+
+def defended_base(params: dict[str, Any], name: str) -> str | None:
+    """The base model of defended model ``name`` (``defend.base``); None for other models."""
+    return (params.get("defend") or {}).get("base") if name in defended_names(params) else None
+
+
 def model_names(params: dict[str, Any]) -> list[str]:
-    """Every model a stage may name: the keys of ``train.models`` (later areas add theirs here)."""
-    models = (params.get("train") or {}).get("models") or {}
-    return sorted(models) if isinstance(models, dict) else []
+    """Every model a stage may name: ``train.models`` and ``defend.defenses`` (later areas add theirs here)."""
+    return sorted(trained_names(params) + defended_names(params))
 
 
 def model_fields() -> list[tuple[str, str]]:
@@ -276,13 +447,17 @@ def model_fields() -> list[tuple[str, str]]:
 def _check_models(params: dict[str, Any]) -> None:
     """Every field that names models refers to models some stage produces, each once."""
     known = model_names(params)
+    both = sorted(set(trained_names(params)) & set(defended_names(params)))
+    if both:
+        raise ConfigError(f"params.yaml: {both} named in both 'train.models' and 'defend.defenses'; a model "
+                          "has one producer")
     for section, key in model_fields():
         value = (params.get(section) or {}).get(key)
         names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ConfigError(f"params.yaml: '{section}.{key}' names {unknown}, which are not models; expected some of "
-                              f"train.models {known}")
+                              f"train.models and defend.defenses {known}")
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"params.yaml: '{section}.{key}' names {twice} more than once")
@@ -294,8 +469,21 @@ def _check_transfer_eps(eps: float | None, eps_linf: list[float]) -> None:
                           f"{eps_linf} (the worst case counts the transfer attack there)")
 
 
+def _check_defend(defend: DefendConfig, train: TrainConfig, certify: CertifyConfig) -> None:
+    """The base is a model of ``train``; ``certify`` smooths ``gaussian`` models only."""
+    if defend.base not in train.models:
+        raise ConfigError(f"params.yaml: 'defend.base' = {defend.base!r} is not a model of the train stage; "
+                          f"expected one of train.models {sorted(train.models)}")
+    bad = [m for m in certify.models if m not in defend.defenses or defend.spec(m).method != "gaussian"]
+    if bad:
+        gaussian = sorted(n for n in defend.defenses if defend.spec(n).method == "gaussian")
+        raise ConfigError(f"params.yaml: 'certify.models' names {bad}, which are not gaussian-trained defenses; "
+                          f"expected some of {gaussian}")
+
+
 def _check_cross(cfgs: dict[str, Any]) -> None:
     attack, transfer, dimension = cfgs["attack"], cfgs["transfer"], cfgs["dimension"]
+    _check_defend(cfgs["defend"], cfgs["train"], cfgs["certify"])
     _check_transfer_eps(transfer.eps, attack.eps_linf)
     train = cfgs["train"]
     low_res = [m for m in dimension.models if m in train.models and train.spec(m).arch != "logreg"]
@@ -344,6 +532,9 @@ def validate_params(params: dict[str, Any]) -> list[str]:
         if cfgs["train"] is not None:
             for model in sorted(cfgs["train"].models):
                 attempt(lambda m=model: cfgs["train"].spec(m))
+        if cfgs["defend"] is not None:
+            for model in sorted(cfgs["defend"].defenses):
+                attempt(lambda m=model: cfgs["defend"].spec(m))
         if all(c is not None for c in cfgs.values()):
             attempt(lambda: _check_cross(cfgs))
     attempt(lambda: _check_models(params))
@@ -354,10 +545,11 @@ def validate_params(params: dict[str, Any]) -> list[str]:
 
 
 
-def load_attack_config(params: dict[str, Any]) -> AttackConfig:
+def load_attack_config(params: dict[str, Any], model: str | None = None) -> AttackConfig:
     """The ``attack`` section merged with its profile, with its cross-section constraints
-    (``transfer.eps`` one of ``attack.eps_linf``; ``attack.models`` known models)."""
+    (``transfer.eps`` one of ``attack.eps_linf``; ``attack.models`` known models). For a
+    ``model`` of the defend stage, with ``attack.defended`` and ``defended_sizes`` applied."""
     cfg = load_section(AttackConfig, params, "attack")
     _check_models(params)
     _check_transfer_eps((params.get("transfer") or {}).get("eps"), cfg.eps_linf)
-    return cfg
+    return cfg.for_defended() if model is not None and model in defended_names(params) else cfg

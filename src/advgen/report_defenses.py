@@ -1,0 +1,172 @@
+"""The report's defense sections (C9): defended models' robustness and training cost, the
+catastrophic-overfitting monitor, feature squeezing naive against adaptive, randomized smoothing.
+
+Registered with :func:`advgen.report.section`; :mod:`advgen.report` imports this module.
+"""
+from __future__ import annotations
+
+from .document import Cell, Paragraph, Section, Table
+from .report import _models, _pct, _pct_ci, section
+
+EPS = ("0.05", "0.1")  # the eps the defenses are compared at (the training eps is 0.1)
+COLUMNS = (("fgsm", "FGSM"), ("pgd", "PGD-20"), ("apgd_ce", "APGD-CE"), ("square", "Square"))
+
+
+def _attack(collected: dict, model: str, attack: str, eps: str) -> str:
+    m = collected.get(f"attacks/{model}/{attack}", {}).get("metrics")
+    if not m or eps not in m.get("accuracy", {}):
+        return "—"
+    return _pct_ci(m["accuracy"][eps], m.get("accuracy_ci95", {}).get(eps))
+
+
+def _flags(rob: dict, dm: dict | None) -> str:
+    failed = [c["name"] for c in rob.get("checks", []) if not c["passed"]]
+    out = []
+    if rob.get("gradient_masking"):
+        out.append("GRADIENT MASKING (black box beat white box)")
+    if failed:
+        out.append(f"{len(failed)} check(s) failed: " + ", ".join(failed))
+    if dm and dm.get("catastrophic_overfitting"):
+        out.append(f"catastrophic overfitting at epoch {dm['collapse_epoch']}")
+    return "; ".join(out) or "ok"
+
+
+def defended(collected: dict) -> dict[str, dict]:
+    """``{model: defend metrics}`` of the defended models."""
+    return _models(collected, "defend")
+
+
+@section("defenses", before="cost")
+def _defenses(collected: dict) -> list[Section]:
+    dm = defended(collected)
+    if not dm:
+        return []
+    rob = _models(collected, "robustness")
+    base = next(iter(dm.values()))["defense"].get("base", "cnn")
+    names = [n for n in [base, *dm] if n in rob]
+    rows = []
+    for n in names:
+        m = rob[n]
+        for e in EPS:
+            rows.append([n if e == EPS[0] else "", e, _pct_ci(m["clean_accuracy"], m.get("clean_ci95")) if e == EPS[0] else "",
+                         *(_pct_ci(m["linf"][a].get(e), m["linf_ci95"].get(a, {}).get(e)) if a in m["linf"]
+                           and e in m["linf"][a] else _attack(collected, n, a, e) for a, _ in COLUMNS),
+                         _pct_ci(m["linf"]["worst_case"].get(e), m["linf_ci95"]["worst_case"].get(e)),
+                         m["n"] if e == EPS[0] else ""])
+    blocks: list = [
+        Paragraph(f"Every defended model has the architecture of `{base}` and is trained from scratch by the train "
+                  "stage's loop with its defense's per-batch loss (`src/advgen/defenses/`), then evaluated by the "
+                  "same attack and robustness stages as every model: FGSM, PGD-20, APGD-CE and Square (5,000 "
+                  "queries, on the first `n_square` images) as standalone attacks, and the worst case as the "
+                  "cascade (clean, FGSM, PGD, APGD-CE, APGD-T, Square). Accuracy in % with 95% Wilson intervals; "
+                  f"defended models on their evaluation subset (`attack.defended_sizes`), `{base}` on its own "
+                  "(a superset; see the paired test below)."),
+        Table(["model", "eps", "clean", *(c for _, c in COLUMNS), "worst case (cascade)", "n"], rows)]
+    cost_rows = []
+    base_cost = collected.get(f"train/{base}", {})
+    base_epochs = base_cost.get("metrics", {}).get("epochs")
+    for n, d in dm.items():
+        cost = collected.get(f"defend/{n}", {}).get("cost", {})
+        vs = rob.get(n, {}).get("vs_base", {}).get("eps", {}).get("0.1")
+        paired = "" if not vs else (f"{_pct(vs['defended_worst_case'])} vs {_pct(vs['base_pgd'])} "
+                                    f"(p = {vs['paired']['p_a_higher']:.2g})")
+        config = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in d["defense"].items() if k not in ("method", "base", "source_weights_sha256"))
+        cost_rows.append([n, d["defense"]["method"], config, f"{d['epochs_run']}/{d['epochs']}",
+                          f"{cost.get('wall_s', float('nan')):.0f}", f"{d['training_grad_evals'] / 1e6:.2f}",
+                          paired, Cell(_flags(rob.get(n, {}), d), "pass" if _flags(rob.get(n, {}), d) == "ok" else "fail")])
+    blocks += [
+        Paragraph(f"Training cost: wall seconds of the stage (from `reports/cost/defend/`, this run's machine) and "
+                  "per-example gradient evaluations (parameter updates, inner-attack input gradients and, for "
+                  f"augment, crafting), against `{base}`'s {base_epochs} epochs of standard training for scale. "
+                  f"`worst vs {base} PGD @0.1`: the defended model's cascade worst case against `{base}`'s PGD-20 "
+                  "accuracy on the same images, with the exact paired test's p-value (that the defended model is "
+                  "not more robust). Flags: failed sanity checks of the robustness stage, gradient masking (a "
+                  "black-box attack broke images every white-box attack missed), catastrophic overfitting."),
+        Table(["model", "method", "config", "epochs", "wall s", "grad evals (M)", f"worst vs {base} PGD @0.1",
+               "flags"], cost_rows)]
+    monitor_rows = [[n, ", ".join(_pct(v) for v in d["monitor"]["pgd_acc"]),
+                     ", ".join(_pct(v) for v in d["monitor"]["fgsm_acc"]),
+                     "yes" if d["catastrophic_overfitting"] else "no"]
+                    for n, d in dm.items() if d.get("monitor")]
+    if monitor_rows:
+        mon = next(d["monitor"] for d in dm.values() if d.get("monitor"))
+        blocks += [Paragraph(
+            f"Catastrophic-overfitting monitor (Wong et al. 2020): after every epoch, PGD-{mon['steps']} and FGSM at "
+            f"the training eps on {mon['n']} fixed training images; a collapse is a PGD accuracy "
+            f"{100 * mon['drop']:.0f} points below its best so far. Per epoch, %:"),
+            Table(["model", "monitor PGD", "monitor FGSM", "collapse"], monitor_rows)]
+    return [Section("Defenses (C9)", blocks)]
+
+
+def _acc(entry: dict | None) -> str:
+    return "—" if not entry else _pct_ci(entry.get("accuracy"), entry.get("ci95"))
+
+
+def _rate(v: float | None, ci: list[float] | None = None) -> str:
+    return "—" if v is None else _pct_ci(v, ci)
+
+
+@section("sanitize", before="cost")
+def _sanitize(collected: dict) -> list[Section]:
+    m = collected.get("sanitize", {}).get("metrics")
+    if not m:
+        return []
+    pre, det, th = m["preprocessing"], m["detector"]["attacks"], m["threshold"]
+    squeezers = ["none", *m["squeezers"]]
+    pre_rows = [[s, _acc(pre[s]["clean"]), _acc(pre[s]["fgsm_naive"]), _acc(pre[s]["pgd_naive"]),
+                 _acc(pre[s].get("pgd_bpda")), _acc(pre[s]["square"])] for s in squeezers]
+    det_rows = []
+    for name, d in det.items():
+        dm, sn = d["detection"], d["safety_net"]
+        det_rows.append([name, d["kind"], "—" if dm["auroc"] is None else f"{dm['auroc']:.3f}",
+                         _rate(dm["tpr"], dm.get("tpr_ci95")), str(dm["n_adv"]), _acc(d["raw_accuracy"]),
+                         _acc(sn["adversarial"]), _acc(sn["mean"])])
+    return [Section("Feature squeezing: naive against adaptive (C9a)", [
+        Paragraph(f"Xu et al. (2018) on `{collected.get('sanitize', {}).get('metrics', {}).get('model', 'cnn')}`: "
+                  f"squeezers bit depth {m['bit_depth']}, {m['median']}x{m['median']} median, and both, at L-inf "
+                  f"eps = {m['eps']:g} on n = {m['n_eval']} test images. **Naive** attacks are crafted on the raw "
+                  "model, blind to the squeezer; **adaptive** ones know it: BPDA-PGD (identity gradient through the "
+                  "squeezer, Athalye et al. 2018), Square against the squeezed model (it needs no gradient), and a "
+                  "detector-aware PGD whose loss also pushes the raw/squeezed distance under the threshold. The "
+                  "squeezers are deterministic, so EOT has nothing to average here."),
+        Paragraph(f"As **preprocessing**: accuracy (%) of the squeezed model (`none` = the raw model). PGD-{m['pgd_steps']}, "
+                  f"Square {m['square_queries']} queries."),
+        Table(["squeezer", "clean", "FGSM naive", "PGD naive", "PGD adaptive (BPDA)", "Square (adaptive)"], pre_rows),
+        Paragraph(f"As a **detector** (max over the squeezers of the L1 distance between the raw and squeezed "
+                  f"softmax): threshold {th['value']:.4f}, fixed at a {100 * th['fpr_target']:.0f}% false-positive "
+                  f"rate on {m['n_val']} clean validation images held out of the evaluation set (measured there: "
+                  f"{_rate(th['fpr_val']['rate'], th['fpr_val']['ci95'])}%; on the clean evaluation images: "
+                  f"{_rate(th['fpr_eval']['rate'], th['fpr_eval']['ci95'])}%). AUROC and true-positive rate over the "
+                  "successful adversarial examples; safety net (the lecture's view): a rejected adversarial image "
+                  "counts as defended, a rejected clean image as an error (`mean` averages clean and adversarial)."),
+        Table(["attack", "kind", "AUROC", "TPR at threshold", "n successful", "raw model accuracy",
+               "safety net (adversarial)", "safety net (mean)"], det_rows)])]
+
+
+@section("certify", before="cost")
+def _certify(collected: dict) -> list[Section]:
+    models = _models(collected, "certify")
+    if not models:
+        return []
+    out = []
+    for name, m in models.items():
+        radii = [r for r in m["certified_accuracy"] if float(r) > 0]
+        rows = [[r, _pct_ci(m["certified_accuracy"][r], m["certified_ci95"].get(r)),
+                 _pct_ci(m["empirical_accuracy"].get(r), m["empirical_ci95"].get(r)) if r in m["empirical_accuracy"] else "—"]
+                for r in ["0", *radii]]
+        checks = [Cell(("pass" if c["passed"] else "FAIL") + f" {c['name']}: {c['detail']}",
+                       "pass" if c["passed"] else "fail", strong=not c["passed"]) for c in m["checks"]]
+        out.append(Section(f"Randomized smoothing: {name} (sigma = {m['sigma']:g})", [
+            Paragraph(f"Cohen et al. (2019): the base classifier `{name}` was trained on Gaussian noise (sigma = "
+                      f"{m['sigma']:g}); CERTIFY with n0 = {m['n0']}, n = {m['n']}, alpha = {m['alpha']:g} on "
+                      f"n = {m['n_eval']} test images gives a certified L2 radius per image (at n = {m['n']} no radius "
+                      f"above {m['max_certifiable_radius']:.2f} can be certified). Beside it, the empirical accuracy "
+                      f"of the smoothed classifier under PGD-L2 ({m['pgd_steps']} steps, EOT over {m['eot']} noise "
+                      f"draws per gradient, Monte-Carlo prediction with {m['n_predict']} draws, abstain = wrong). "
+                      "Certified accuracy above the empirical one at the same radius is impossible: it is checked "
+                      f"(exact paired test, p < 0.01). Abstained: {_pct(m['abstain_rate'])}%. Base classifier without "
+                      f"noise: {_acc(m['base']['clean'])}%, with one noise draw: {_acc(m['base']['noisy'])}%."),
+            Table(["L2 radius", "certified accuracy %", "empirical (PGD-L2 + EOT) %"], rows),
+            Table(["sanity check"], [[c] for c in checks])], level=2))
+    return out
