@@ -261,10 +261,10 @@ def test_a_typo_in_params_fails_the_run_even_when_everything_is_cached(repo: Pat
     assert stale(repo) == set()  # the validation output persists: nothing else looks changed
     edit_params(repo, "  lrr: 0.01\n", "")
     # An unknown model fails in validation, before DVC looks for models/vit
-    edit_params(repo, "  models: [logreg, cnn, resnet]", "  models: [logreg, cnn, resnet, vit]")
+    edit_params(repo, "  models: [logreg, cnn, resnet, cnn_augment,", "  models: [logreg, cnn, resnet, vit, cnn_augment,")
     out = dvc(repo, "repro", ok=False)
     assert "'attack.models' names ['vit'], which are not models" in out and "No such file" not in out
-    edit_params(repo, "  models: [logreg, cnn, resnet, vit]", "  models: [logreg, cnn, resnet]")
+    edit_params(repo, "  models: [logreg, cnn, resnet, vit, cnn_augment,", "  models: [logreg, cnn, resnet, cnn_augment,")
     assert ran(dvc(repo, "repro")) == {VALIDATE}
 
 

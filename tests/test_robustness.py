@@ -255,7 +255,7 @@ def test_config_that_used_to_crash_late_fails_early(section, values, needle):
 
 def test_attack_stage_reports_a_missing_model(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    proc = subprocess.run([sys.executable, str(ROOT / "stages/attack.py"), "cnn", "fgsm"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, str(ROOT / "stages/attack.py"), "cnn"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "models/cnn/model.json: not found; models are written by the train stage" in proc.stderr
