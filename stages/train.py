@@ -32,10 +32,11 @@ def train_model(params: dict, name: str) -> None:
     deterministic_kernels()
     gen = torch.Generator().manual_seed(seed)
     dataset = params["ingest"]["dataset"]
-    data = training_data(dataset, cfg.n_train, cfg.n_test, spec.resolution, gen)
+    data = training_data(dataset, cfg.n_train, cfg.n_test, spec.resolution, gen, spec.data)
     (xtr, ytr), (xte, yte), num_classes = data.train, data.test, data.num_classes
+    epochs = cfg.epochs_of(name)
     model = build_model(spec.arch, tuple(xtr.shape[1:]), num_classes, generator=gen, **spec.arch_kwargs)
-    result = fit(model, (xtr, ytr), (xte, yte), epochs=cfg.epochs, batch_size=cfg.batch_size,
+    result = fit(model, (xtr, ytr), (xte, yte), epochs=epochs, batch_size=cfg.batch_size,
                  lr=spec.lr or cfg.lr, weight_decay=cfg.weight_decay, num_classes=num_classes,
                  generator=gen, device=device)
     if rank != 0:
@@ -44,16 +45,18 @@ def train_model(params: dict, name: str) -> None:
                "in_shape": list(xtr.shape[1:]), "num_classes": num_classes, "dataset": dataset,
                "data_manifest_sha256": data.manifest_sha256, "seed": seed,
                "profile": common.profile, "nproc": cfg.nproc,
-               "config": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": spec.lr or cfg.lr,
+               "config": {"epochs": epochs, "batch_size": cfg.batch_size, "lr": spec.lr or cfg.lr,
                           "weight_decay": cfg.weight_decay, "n_train": len(ytr), "n_test": len(yte),
                           "resolution": spec.resolution}}
+    if spec.data != "prepared":  # clean models keep the sidecar they had before poisoned data existed
+        sidecar["data"] = spec.data
     with atomic_dir(Path("models") / name) as tmp:
         save_model(model.cpu(), tmp, sidecar)
     out = Path("reports/train") / name
     metrics = {"model": name, "arch": spec.arch, "test_accuracy": result.metrics["accuracy"],
                "test_accuracy_ci95": list(wilson_p(result.metrics["accuracy"], len(yte))),
                "test_loss": result.metrics["loss"], "per_class_accuracy": result.metrics["per_class_accuracy"],
-               "n_train": len(ytr), "n_test": len(yte), "epochs": cfg.epochs,
+               "n_train": len(ytr), "n_test": len(yte), "epochs": epochs,
                "params": sum(p.numel() for p in model.parameters())}
     metrics = round_floats(metrics)
     atomic_write_json(out / "metrics.json", metrics)

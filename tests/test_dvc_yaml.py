@@ -1,59 +1,18 @@
-"""dvc.yaml lists every source file a stage imports, and no stage depends on a cost file."""
+"""Every stage depends on the digest of the source files it runs, and no stage on a cost file."""
 from __future__ import annotations
 
-import ast
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
+from advgen.sources import closure, digest
 from tests.conftest import ROOT
 
-SRC = ROOT / "src"
-
-
-def _module_file(name: str) -> Path | None:
-    path = SRC / Path(*name.split("."))
-    if (path / "__init__.py").is_file():
-        return path / "__init__.py"
-    if path.with_suffix(".py").is_file():
-        return path.with_suffix(".py")
-    return None
-
-
-def _imports(path: Path, package: str | None) -> set[str]:
-    """advgen modules ``path`` imports (absolute or relative), as dotted names."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.startswith("advgen")}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            if mod.startswith("advgen"):
-                out.add(mod)
-                out |= {f"{mod}.{a.name}" for a in node.names if _module_file(f"{mod}.{a.name}")}
-    return out
-
-
 def source_closure(script: Path) -> set[str]:
-    """Every file under src/advgen that ``script`` imports, transitively (packages' __init__ too)."""
-    seen: set[Path] = set()
-    todo = [(script, None)]
-    while todo:
-        path, package = todo.pop()
-        for mod in _imports(path, package):
-            parts = mod.split(".")
-            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
-                f = _module_file(".".join(parts[:i]))
-                if f is not None and f not in seen:
-                    seen.add(f)
-                    pkg = ".".join(parts[:i]) if f.name == "__init__.py" else ".".join(parts[:i - 1])
-                    todo.append((f, pkg))
-    return {f.relative_to(ROOT).as_posix() for f in seen}
+    return set(closure(script, ROOT))
 
 
 def _stages() -> list[tuple[str, dict]]:
@@ -61,18 +20,47 @@ def _stages() -> list[tuple[str, dict]]:
 
 
 @pytest.mark.parametrize("name, stage", _stages(), ids=[n for n, _ in _stages()])
-def test_stage_deps_cover_its_imports_and_no_cost_file(name, stage):
+def test_stage_depends_on_its_source_digest_and_no_cost_file(name, stage):
     body = stage.get("do", stage)
     script = body["cmd"].split()[1]
-    deps = [d for d in body["deps"]]
-    closure = source_closure(ROOT / script)
-    missing = sorted(f for f in closure if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
-    assert not missing, f"{name}: imports {missing} but does not list them as deps"
-    assert script in deps
+    deps = list(body["deps"])
     assert not [d for d in deps if "cost" in Path(d).name or d.startswith("reports/cost")], name
-    assert "src/advgen/attacks" not in deps, f"{name}: depend on the attack files imported, not the folder"
-    extra = sorted(d for d in deps if d.startswith("src/") and d not in closure)
-    assert not extra, f"{name}: lists {extra} it does not import"
+    if name in ("validate", "sources"):  # they run first; validate is cheap and always runs
+        return
+    assert f"reports/sources/{Path(script).stem}.json" in deps, name
+    listed = [d for d in deps if d.startswith(("src/", "stages/"))]
+    assert not listed, f"{name}: lists {listed}; its digest covers them"
+
+
+def test_sources_stage_covers_every_source_file():
+    stage = dict(_stages())["sources"]
+    assert sorted(stage["deps"]) == ["src/advgen", "stages"]
+    assert list(stage["outs"][0]) == ["reports/sources"]
+
+
+def test_validate_lists_what_it_imports():
+    stage = dict(_stages())["validate"]
+    closure_files = source_closure(ROOT / "stages/validate.py")
+    assert closure_files <= set(stage["deps"]) and "stages/validate.py" in stage["deps"]
+
+
+def test_digest_changes_exactly_with_the_files_a_script_imports(tmp_path):
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    before = digest(tmp_path / "stages/poison.py", tmp_path)
+    assert "src/advgen/backdoors/poison.py" in before["files"] and "src/advgen/report.py" not in before["files"]
+    (tmp_path / "src/advgen/report.py").write_text("# not imported by poison\n")
+    assert digest(tmp_path / "stages/poison.py", tmp_path) == before
+    with (tmp_path / "src/advgen/attacks/pgd.py").open("a") as f:  # imported through attacks/__init__
+        f.write("\n# changed\n")
+    after = digest(tmp_path / "stages/poison.py", tmp_path)
+    assert after["sha256"] != before["sha256"] and after["files"]["src/advgen/attacks/pgd.py"] != before["files"]["src/advgen/attacks/pgd.py"]
+
+
+def test_committed_digests_are_current():
+    for path in sorted((ROOT / "reports/sources").glob("*.json")):
+        committed = json.loads(path.read_text())
+        assert committed == digest(ROOT / committed["script"], ROOT), f"{path.name}: run `dvc repro sources`"
 
 
 def test_closure_follows_relative_imports():
@@ -87,7 +75,7 @@ def test_every_stage_depends_on_the_always_run_validation():
     assert stages["validate"]["always_changed"] is True
     assert list(stages["validate"]["outs"][0]) == ["reports/params.ok"]
     for name, stage in stages.items():
-        if name != "validate":
+        if name not in ("validate", "sources"):
             assert "reports/params.ok" in stage.get("do", stage)["deps"], name
 
 
@@ -114,3 +102,13 @@ def test_top_level_plots_use_existing_templates():
         template = spec.get("template")
         if template and template not in ("linear", "simple", "scatter", "smooth"):
             assert (ROOT / ".dvc/plots" / f"{template}.json").is_file(), template
+
+
+def test_lock_holds_only_current_stages():
+    """DVC never drops the lock entry of a stage removed from dvc.yaml, and it rewrites the whole
+    lock after every stage: stale entries only slow every repro down."""
+    from dvc.repo import Repo
+
+    names = {s.addressing for s in Repo(str(ROOT)).index.stages}
+    stale = sorted(set(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]) - names)
+    assert not stale, f"dvc.lock has entries for stages dvc.yaml no longer has: {stale}"

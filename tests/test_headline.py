@@ -70,8 +70,9 @@ def test_committed_headline_files_are_small_scalar_and_declared():
     unused = [p.pattern for p in patterns if not any(p.match(f) for f in files)]
     assert not unused, f"declared metrics with no committed file: {unused}"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    area_models = {"defenses": set(params["defend"]["defenses"])}  # models a later area adds
-    area_stages = {"defend": "defenses", "sanitize": "defenses", "certify": "defenses"}
+    area_models = {"defenses": set(params["defend"]["defenses"]),  # models a later area adds
+                   "backdoors": {*params["backdoor_defense"]["models"], params["backdoor_defense"]["reference"]}}
+    area_stages = {"defend": "defenses", "sanitize": "defenses", "certify": "defenses", "backdoor": "backdoors"}
     per_group: dict[str, int] = {}
     for f in files:
         data = json.loads((ROOT / f).read_text())

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from advgen.cli import copy_repo, set_profile, venv_env
 from advgen.models import load_model
@@ -120,8 +121,41 @@ def test_outputs(repo: Path):
     monitor = next(v for t, v in plots["data"].items() if t.startswith("Catastrophic"))[0]["content"]
     assert {r["model"] for r in monitor["data"]["values"]} == set(DEFENDED) - {"cnn_gaussian"}
     _defense_outputs(repo, summary)
+    _backdoor_outputs(repo, summary, titles)
 
 
+POISONED = ("badnets_05", "badnets_1", "badnets_5", "badnets_10", "badnets_src", "blended_1", "blended_5", "clean_label")
+
+
+def _backdoor_outputs(repo: Path, summary: str, plot_titles: list[str]) -> None:
+    """Poisoned datasets load like ingested ones, differ from the clean subset exactly where the
+    index says; poisoned models are ordinary models; every one is scored."""
+    from advgen.data import load_split
+    for name in POISONED:
+        folder = repo / "data/poisoned" / name
+        assert sorted(f.name for f in folder.iterdir()) == ["manifest.json", "test.safetensors", "train.safetensors"]
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["parent"]["manifest_sha256"] and manifest["poisoning"]["name"] == name
+        index = json.loads((repo / "data/backdoor" / name / "poison_index.json").read_text())
+        x, y = load_split(folder, "train")
+        assert len(y) == index["n_train"] == 2000 and index["n_poisoned"] == manifest["poisoning"]["n_poisoned"] > 0
+        assert (y[index["indices"]] == torch.tensor(index["labels"])).all()
+        model = load_model(repo / "models" / name)
+        assert model.sidecar["data"] == f"poisoned/{name}" and model.sidecar["config"]["epochs"] == 1
+        m = json.loads((repo / f"reports/backdoor/{name}/metrics.json").read_text())
+        assert m["n_poisoned_in_train"] == index["n_poisoned"] and m["n_eval"] == 200
+        assert set(m["defenses"]) == set(PARAMS_DEFENSES.get(name, ()))
+        for d in m["defenses"].values():
+            assert 0 <= d["der"] <= 1 and 0 <= d["asr"]["value"] <= 1
+    assert load_model(repo / "models/cnn_5ep").sidecar.get("data") is None  # clean models keep their sidecar
+    for title in ("## Backdoors (C10)", "## Backdoor defenses"):
+        assert title in summary, title
+    assert (repo / "reports/figures/backdoor_examples.png").read_bytes()[:4] == b"\x89PNG"
+    assert any(t.startswith("Backdoors (C10)") for t in plot_titles)
+
+
+PARAMS_DEFENSES = {n: ("spectral", "clustering", "strip", "fine_pruning", "fine_tuning")
+                   for n in ("badnets_1", "badnets_10", "badnets_src", "blended_5", "clean_label")}
 DEFENDED = ("cnn_augment", "cnn_fgsm_at", "cnn_fast_at", "cnn_pgd_at", "cnn_trades", "cnn_gaussian")
 
 
@@ -160,7 +194,7 @@ def _headline_metrics_are_small(repo: Path) -> None:
     shown = json.loads(dvc(repo, "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
     values = [v for f in files.values() for v in _leaves(f["data"])]
-    assert 150 <= len(values) <= 250 + 50 + 17 * len(DEFENDED) and all(isinstance(v, (int, float, str, bool)) for v in values), len(values)
+    assert 150 <= len(values) <= 250 + 2 * 50 + 17 * (len(DEFENDED) + len(POISONED) + 1) and all(isinstance(v, (int, float, str, bool)) for v in values), len(values)
     assert all(path.startswith("reports/headline/") for path in files)
     assert not any("wall" in k or "cpu_s" in k for f in files.values() for k in _keys(f["data"]))
 
@@ -204,6 +238,9 @@ def _claims_follow_their_criteria(repo: Path, verdicts: dict[str, str]) -> None:
     c9a = (both["pgd_naive"]["accuracy"] - both["pgd_bpda"]["accuracy"] >= 0.2
            and both["pgd_naive_vs_bpda"]["p_a_higher"] < 0.01 and None not in tpr and tpr[0] - tpr[1] >= 0.2)
     assert verdicts["C9a"] == ("supported" if c9a else "not_supported")
+    bd = {n: json.loads((repo / f"reports/backdoor/{n}/metrics.json").read_text()) for n in ("badnets_src", "badnets_10")}
+    c10 = all(m["undefended"]["asr"]["value"] >= 0.9 and m["ca_drop"]["cnn_5ep"]["value"] <= 0.01 for m in bd.values())
+    assert verdicts["C10"] == ("supported" if c10 else "not_supported")
     for cid in ("C1", "C2", "C8"):
         assert verdicts[cid] in ("supported", "not_supported"), cid
 
@@ -220,10 +257,12 @@ def test_forced_rerun_is_byte_identical(repo: Path):
              "reports/attacks/cnn/pgd.json", "reports/attacks/cnn/pgd.png", "data/attacks/cnn/pgd.safetensors",
              "reports/attacks/cnn/square.json", "reports/robustness/cnn/metrics.json",
              "models/cnn_fast_at/model.safetensors", "reports/defend/cnn_fast_at/metrics.json",
-             "reports/sanitize/metrics.json", "reports/sanitize/roc.tsv", "reports/certify/cnn_gaussian/metrics.json"]
+             "reports/sanitize/metrics.json", "reports/sanitize/roc.tsv", "reports/certify/cnn_gaussian/metrics.json",
+             "data/poisoned/clean_label/train.safetensors", "data/backdoor/clean_label/poison_index.json",
+             "models/badnets_1/model.safetensors", "reports/backdoor/badnets_1/metrics.json"]
     before = {f: (repo / f).read_bytes() for f in files}
     for stage in ("ingest", "train@cnn", "attack@cnn", "transfer", "robustness@cnn", "defend@cnn_fast_at", "sanitize",
-                  "certify@cnn_gaussian"):
+                  "certify@cnn_gaussian", "poison", "train@badnets_1", "backdoor_defense@badnets_1"):
         dvc(repo, "repro", "-f", "-s", stage)
     assert {f: (repo / f).read_bytes() for f in files} == before
     # Only the cost files changed (timings vary), and no stage depends on them.
@@ -244,7 +283,7 @@ def test_one_param_reruns_only_its_dependents(repo: Path):
     assert set(diff) <= {"reports/headline/patch.json", "reports/headline/report.json"}, set(diff)
     assert "reports/headline/patch.json" in diff
 
-    edit_params(repo, "logreg: {arch: logreg}", "logreg: {arch: logreg, lr: 0.01}")
+    edit_params(repo, "logreg: {arch: logreg, data: prepared}", "logreg: {arch: logreg, data: prepared, lr: 0.01}")
     assert stale(repo) == {"train@logreg"}
     rerun = ran(dvc(repo, "repro"))
     assert {"train@logreg", "attack@logreg", "robustness@logreg", "transfer", "dimension", "report"} <= rerun

@@ -377,19 +377,29 @@ def ingest(dataset: str, raw_dir: Path, out_dir: Path, policy: FetchPolicy,
         provenance = {"mirrors": list(chosen), "urls": urls}
     manifest = {"dataset": dataset, "classes": list(classes), "files": files_info, "splits": {}}
     with atomic_dir(out_dir) as tmp:
-        for split, (images, labels) in splits.items():
-            save_file({"images": torch.from_numpy(np.array(images, copy=True)),
-                       "labels": torch.from_numpy(labels.astype(np.int64))},
-                      str(tmp / f"{split}.safetensors"))
-            manifest["splits"][split] = {
-                "count": int(len(labels)),
-                "shape": list(images.shape[1:]),
-                "images_sha256": _array_sha256(images),
-                "labels_sha256": _array_sha256(labels.astype(np.int64)),
-                "class_histogram": _histogram(labels, classes),
-            }
+        manifest["splits"] = write_splits(tmp, splits, classes)
         (tmp / "manifest.json").write_text(dumps(manifest))
     return manifest, {"dataset": dataset, **provenance}
+
+
+def write_splits(folder: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                 classes: tuple[str, ...] | list[str]) -> dict[str, dict]:
+    """Write ``<split>.safetensors`` (uint8 ``images`` (N, C, H, W), int64 ``labels`` (N,)) for
+    each split into ``folder``; return the manifest's ``splits`` entry (counts, digests, histograms).
+    The poison stage writes its datasets with this too, so they load like ingested ones."""
+    out = {}
+    for split, (images, labels) in splits.items():
+        save_file({"images": torch.from_numpy(np.array(images, copy=True)),
+                   "labels": torch.from_numpy(labels.astype(np.int64))},
+                  str(folder / f"{split}.safetensors"))
+        out[split] = {
+            "count": int(len(labels)),
+            "shape": list(images.shape[1:]),
+            "images_sha256": _array_sha256(images),
+            "labels_sha256": _array_sha256(labels.astype(np.int64)),
+            "class_histogram": _histogram(labels, classes),
+        }
+    return out
 
 
 # ----------------------------------------------------------------------------- consumers
@@ -414,13 +424,27 @@ def manifest_sha256(prepared: str | Path) -> str:
     return hashlib.sha256((Path(prepared) / "manifest.json").read_bytes()).hexdigest()
 
 
+def subset_index(total: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Sorted positions of a seeded random subset of size ``n`` out of ``total`` (0 or >= total:
+    all of them, drawing nothing from ``generator``)."""
+    if n <= 0 or n >= total:
+        return torch.arange(total)
+    return torch.randperm(total, generator=generator)[:n].sort().values
+
+
 def subset(images: torch.Tensor, labels: torch.Tensor, n: int,
            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded random subset of size ``n`` (0 or >= N keeps everything, in order)."""
     if n <= 0 or n >= len(labels):
         return images, labels
-    idx = torch.randperm(len(labels), generator=generator)[:n].sort().values
+    idx = subset_index(len(labels), n, generator)
     return images[idx], labels[idx]
+
+
+def dataset_dir(dataset: str, data: str = "prepared") -> Path:
+    """The folder of a model's training data: ``data/prepared/<dataset>`` for ``"prepared"``,
+    ``data/poisoned/<name>`` for ``"poisoned/<name>"`` (the poison stage writes the same format)."""
+    return Path("data/prepared") / dataset if data == "prepared" else Path("data") / data
 
 
 def to_float(images: torch.Tensor, resolution: int | None = None) -> torch.Tensor:

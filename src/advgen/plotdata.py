@@ -7,6 +7,7 @@ column and a template that colours by it. The report stage writes the long table
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -55,9 +56,23 @@ def certify_long(reports: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+def backdoor_rates(reports: Path) -> pd.DataFrame:
+    """(model = attack family, rate, asr, ca) from every ``backdoor/<model>/metrics.json``: the
+    dose-response of each attack (a source-specific attack is a family of its own)."""
+    rows = []
+    for path in sorted(reports.glob("backdoor/*/metrics.json")):
+        m = json.loads(path.read_text())
+        p, u = m["poison"], m["undefended"]
+        family = p["attack"] + (f" (class {p['source']} -> {p['target']})" if "source" in p else "")
+        rows.append({"model": family, "rate": p["rate"], "asr": u["asr"]["value"], "ca": u["ca"]["value"],
+                     "name": m["model"]})
+    cols = ["model", "rate", "asr", "ca", "name"]
+    return pd.DataFrame(rows, columns=cols).sort_values(["model", "rate"], kind="stable") if rows else pd.DataFrame(columns=cols)
+
+
 def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
     """Write ``robustness.tsv``, ``worst_case.tsv``, ``robustness_l2.tsv``, ``training.tsv``,
-    ``defense_monitor.tsv`` and ``certified.tsv`` under ``out``."""
+    ``defense_monitor.tsv``, ``certified.tsv`` and ``backdoor_rates.tsv`` under ``out``."""
     reports, out = Path(reports), Path(out)
     rob = robustness_long(reports)
     tables = {"robustness.tsv": rob,
@@ -66,6 +81,7 @@ def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
               "training.tsv": training_long(reports)}
     tables["defense_monitor.tsv"] = monitor_long(tables["training.tsv"])
     tables["certified.tsv"] = certify_long(reports)
+    tables["backdoor_rates.tsv"] = backdoor_rates(reports)
     for name, frame in tables.items():
         atomic_write_text(out / name, _tsv(frame))
     return [out / name for name in tables]

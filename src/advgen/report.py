@@ -60,7 +60,7 @@ from .utils import atomic_dir, atomic_write_json, atomic_write_text, round_float
 TITLE = "advgen report"
 #: Folders under ``reports/`` that are not stage outputs (the report's own, the headline
 #: metrics files, plot data): never collected.
-NOT_COLLECTED = ("figures", "headline", "plots", "screenshots")
+NOT_COLLECTED = ("figures", "headline", "plots", "screenshots", "sources")
 #: What :meth:`Report.write` writes, relative to ``reports/`` (``figures`` is a folder).
 OUTPUTS = ("summary.md", "index.html", "claims.json", "figures", "headline/report.json")
 
@@ -501,7 +501,7 @@ def _dimension(collected: dict) -> list[Section]:
 
 @section("cost")
 def _cost(collected: dict) -> list[Section]:
-    costs = [[key, *_cost_cells(v)] for key, v in collected.items() if "cost" in v]
+    costs = [[key, *_cost_cells(v)] for key, v in collected.items() if "wall_s" in v.get("cost", {})]
     return [Section("Cost of each stage", [
         Paragraph("Wall and CPU seconds and peak RSS of the last run of each stage, from "
                   "`reports/cost/` (these vary from run to run, so the report does not depend on them and may show "
@@ -580,4 +580,4 @@ def build_report(reports: str | Path) -> tuple[str, list[dict], dict]:
 
 
 # Sections of later areas, registered on import (kept in their own modules).
-from . import report_defenses  # noqa: E402, F401
+from . import report_backdoors, report_defenses  # noqa: E402, F401

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import load_classes, load_split, manifest_sha256, subset, to_float
+from .data import dataset_dir, load_classes, load_split, manifest_sha256, subset, subset_index, to_float
 from .models import Dropout, is_conv, to_layout
 from .utils import quiet, resolve_device
 
@@ -82,17 +82,20 @@ class TrainingData:
     test: tuple[torch.Tensor, torch.Tensor]
     num_classes: int
     manifest_sha256: str
+    train_index: torch.Tensor  # (N,) positions of the training subset in the full split
 
 
 def training_data(dataset: str, n_train: int, n_test: int, resolution: int | None,
-                  generator: torch.Generator) -> TrainingData:
-    """The prepared ``dataset``'s seeded train/test subsets (0 = all), as floats at ``resolution``."""
-    prepared = Path("data/prepared") / dataset
+                  generator: torch.Generator, data: str = "prepared") -> TrainingData:
+    """The seeded train/test subsets (0 = all) of the prepared ``dataset`` (or of the poisoned
+    copy ``data = "poisoned/<name>"``), as floats at ``resolution``."""
+    prepared = dataset_dir(dataset, data)
     (xtr, ytr), (xte, yte) = load_split(prepared, "train"), load_split(prepared, "test")
-    xtr, ytr = subset(xtr, ytr, n_train, generator)
+    index = subset_index(len(ytr), n_train, generator)
+    xtr, ytr = xtr[index], ytr[index]
     xte, yte = subset(xte, yte, n_test, generator)
     return TrainingData((to_float(xtr, resolution), ytr), (to_float(xte, resolution), yte),
-                        len(load_classes(prepared)), manifest_sha256(prepared))
+                        len(load_classes(prepared)), manifest_sha256(prepared), index)
 
 
 def rank_world() -> tuple[int, int]:

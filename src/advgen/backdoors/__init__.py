@@ -1,0 +1,1 @@
+"""Backdoor (data-poisoning) attacks and defenses."""
