@@ -117,7 +117,8 @@ def test_outputs(repo: Path):
                      for a in ("fgsm", "pgd", "apgd_ce", "noise", "worst_case")}
     training = next(v for t, v in plots["data"].items() if t.startswith("Training curves"))[0]["content"]
     assert {r["model"] for r in training["data"]["values"]} == {"logreg", "mlp", "cnn", "resnet", "cnn_seed1",
-                                                               "logreg_r7", "logreg_r14", *DEFENDED}
+                                                               "logreg_r7", "logreg_r14", *DEFENDED, *POISONED,
+                                                               "cnn_5ep"}
     monitor = next(v for t, v in plots["data"].items() if t.startswith("Catastrophic"))[0]["content"]
     assert {r["model"] for r in monitor["data"]["values"]} == set(DEFENDED) - {"cnn_gaussian"}
     _defense_outputs(repo, summary)
@@ -326,7 +327,7 @@ def test_only_the_active_profile_is_tracked(repo: Path):
     # The active profile's sizes are tracked: every training stage goes stale.
     edit_params(repo, "train: {epochs: 1, batch_size: 128, n_train: 2000", "train: {epochs: 2, batch_size: 128, n_train: 2000")
     assert {s for s in stale(repo) if s.startswith("train@")} == {f"train@{m}" for m in (
-        "logreg", "mlp", "cnn", "resnet", "cnn_seed1", "logreg_r7", "logreg_r14")}
+        "logreg", "mlp", "cnn", "resnet", "cnn_seed1", "logreg_r7", "logreg_r14", "cnn_5ep", *POISONED)}
     params.write_text(text)
     assert stale(repo) == set()
 
