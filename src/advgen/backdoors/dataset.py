@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 from ..data import load_classes, load_split, subset, write_splits
 from ..io import atomic_dir, dumps
 from ..schema import PoisonSpec
-from .poison import BadNets, Blended, CleanLabel, DirtyLabel, PoisonResult, blend_pattern
+from .poison import (BadNets, Blended, CleanLabel, DirtyLabel, PatchTrigger, PoisonResult, blend_pattern,
+                     checkerboard)
 
 INDEX = "poison_index.json"
 TRIGGERED = "triggered_test.safetensors"
@@ -50,7 +51,7 @@ def build_attack(spec: PoisonSpec, shape: tuple[int, int, int], generator: torch
         return Blended(spec.target, spec.rate, blend_pattern(shape, generator), spec.alpha or 0.1, spec.source)
     if model is None:
         raise ValueError("clean_label needs the surrogate model (poison.model)")
-    trigger = BadNets(spec.target, spec.rate, spec.trigger_size or 3, c, spec.location or "corner").trigger
+    trigger = PatchTrigger(checkerboard(spec.trigger_size or 3, c), spec.location or "corner")
     return CleanLabel(trigger, spec.target, spec.rate, model, spec.eps, spec.steps or 10, spec.step, batch_size)
 
 
@@ -60,12 +61,11 @@ def manifest_digest(folder: Path) -> str:
 
 def check_all(specs: dict[str, PoisonSpec], clean_dir: Path) -> None:
     """Reject any impossible config (:meth:`PoisonSpec.check_data`) before anything is written."""
-    _, y = load_split(clean_dir, "train")
-    x0 = load_split(clean_dir, "test")[0][:1]  # (1, C, H, W): the image side
+    x, y = load_split(clean_dir, "train")
     classes = load_classes(clean_dir)
     counts = torch.bincount(y, minlength=len(classes)).tolist()
     for name, spec in specs.items():
-        spec.check_data(len(classes), min(x0.shape[-2:]), counts, f"poison.configs.{name}")
+        spec.check_data(len(classes), min(x.shape[-2:]), counts, f"poison.configs.{name}")
 
 
 def poison_dataset(name: str, spec: PoisonSpec, clean_dir: Path, generator: torch.Generator,
