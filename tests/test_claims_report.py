@@ -193,3 +193,52 @@ def test_a_registered_section_goes_where_it_is_asked(tmp_path):
         assert f"<td>{html.escape(EVIL)}</td>" in r.html and EVIL not in r.html
     finally:
         SECTIONS[:] = [(n, f) for n, f in SECTIONS if n != "defenses_test"]
+
+
+def _gan_collected(probe_end: float, fids: dict[str, tuple[float, float, float]], precision: float = 0.9,
+                   recall: float = 0.8, classes: int = 10) -> dict:
+    """Synthetic collected metrics for the GAN claims: ``fids`` maps config -> (fid, lo, hi)."""
+    runs = {"minimax": ("minimax", 1), "nonsat": ("non_saturating", 1), "nonsat_k2": ("non_saturating", 2)}
+    c = {f"gan/{n}": {"metrics": {"loss": loss, "d_steps": k, "stacked": False, "final": {"d_fake": 0.4},
+                                  "probe": {"d_steps": 200, "ratio_start": 1.0, "ratio_end": probe_end,
+                                            "d_fake_end": 0.002}}}
+         for n, (loss, k) in runs.items()}
+    models = {n: {"fid": f, "fid_ci95": [lo, hi], "precision": precision, "recall": recall,
+                  "coverage": {"classes_covered": classes, "kl_uniform": 0.05},
+                  "codes": {"interpolation": {"n_paths": 200, "monotone_fraction": 0.6, "tolerance": 0.02},
+                            "arithmetic": {"n_tests": 900, "success_rate": 0.5, "chance": 0.1}}}
+              for n, (f, lo, hi) in fids.items()}
+    floor = {"precision": 0.85, "recall": 0.85, "coverage": {"classes_covered": 10, "kl_uniform": 0.01}}
+    c["generative"] = {"metrics": {"floor": floor, "models": models}}
+    return c
+
+
+@pytest.mark.parametrize("probe_end, ns_fid, verdict", [
+    (400.0, (50, 45, 55), "supported"),  # large ratio and NS clearly better
+    (5.0, (50, 45, 55), "not_supported"),  # ratio below 10
+    (400.0, (58, 52, 64), "not_supported"),  # intervals overlap
+])
+def test_c11_needs_the_ratio_and_a_lower_fid(probe_end, ns_fid, verdict):
+    c = _gan_collected(probe_end, {"minimax": (70, 60, 80), "nonsat": ns_fid, "nonsat_k2": (80, 75, 85)})
+    row = {r["id"]: r for r in claims_table(c)}["C11"]
+    assert row["verdict"] == verdict and "ratio non-sat / minimax 1.00 with D untrained" in row["measured"]
+
+
+def test_c12_c13_c14_follow_their_criteria():
+    c = _gan_collected(400.0, {"minimax": (70, 60, 80), "nonsat": (50, 45, 55), "nonsat_k2": (40, 35, 44)})
+    rows = {r["id"]: r for r in claims_table(c)}
+    assert rows["C12"]["verdict"] == "supported"
+    assert rows["C13"]["verdict"] == "not_supported"  # precise and covering: no collapse
+    assert "Target: the best-FID GAN (nonsat_k2) covers all 10 classes with KL <= 0.1: met" in rows["C13"]["measured"]
+    assert rows["C14"]["verdict"] == "supported" and "(nonsat_k2)" in rows["C14"]["experiment"]
+    collapsed = _gan_collected(400.0, {"minimax": (70, 60, 80), "nonsat": (50, 45, 55), "nonsat_k2": (90, 85, 95)},
+                               precision=0.8, recall=0.3)
+    rows = {r["id"]: r for r in claims_table(collapsed)}
+    assert rows["C12"]["verdict"] == "not_supported" and rows["C13"]["verdict"] == "supported"
+    imprecise = _gan_collected(400.0, {"minimax": (70, 60, 80), "nonsat": (50, 45, 55)}, precision=0.5, recall=0.3)
+    rows = {r["id"]: r for r in claims_table(imprecise)}
+    assert rows["C13"]["verdict"] == "not_supported"  # poor samples are not collapse
+    assert rows["C12"]["verdict"] == "not_measured"  # no k = 2 run
+    for chance, verdict in ((0.2, "not_supported"), (0.1, "supported")):
+        c["generative"]["metrics"]["models"]["nonsat_k2"]["codes"]["arithmetic"]["chance"] = chance
+        assert {r["id"]: r for r in claims_table(c)}["C14"]["verdict"] == verdict

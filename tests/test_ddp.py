@@ -31,3 +31,53 @@ def test_train_stage_with_two_processes(tmp_path: Path):
     assert set(json.loads((tmp_path / "reports/cost/train/mlp.json").read_text())) == {"wall_s", "cpu_s", "peak_rss_mb"}
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["mlp"]  # no temp folders left
     assert (tmp_path / "reports/train/mlp/curve.tsv").read_text().count("\n") == 4
+
+
+def _gan_pair_and_step(loss: str):
+    import torch
+
+    from advgen.generative.gan import GANStep
+    from advgen.generative.models import build_pair
+
+    g, d = build_pair(8, 1, 8, torch.Generator().manual_seed(0))
+    g.eval()  # BatchNorm on its running statistics: a sample's output does not depend on its batch-mates
+    step = GANStep(g, d, loss, torch.optim.SGD(g.parameters(), 0.1), torch.optim.SGD(d.parameters(), 0.1),
+                   torch.Generator().manual_seed(1), 10.0)
+    real = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    return g, d, step, real
+
+
+def _gan_state(g, d) -> dict:
+    return {k: v.contiguous() for k, v in [*g.state_dict().items(), *(("d." + k, v) for k, v in d.state_dict().items())]}
+
+
+def _gan_rank(rank: int, world: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    g, d, step, real = _gan_pair_and_step("non_saturating")
+    step.d_step(real[rank::world], 16)
+    step.g_step(16)
+    save_file(_gan_state(g, d), f"{out}/rank{rank}.safetensors")
+    dist.destroy_process_group()
+
+
+def test_gan_step_is_data_parallel_over_two_processes(tmp_path: Path):
+    """Two gloo ranks, each on its half of the batch (and its half of the codes), take exactly
+    the step one process takes on the whole batch: gradients are averaged over the ranks."""
+    import torch
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    init = f"file://{tmp_path}/rendezvous"
+    mp.spawn(_gan_rank, args=(2, init, str(tmp_path)), nprocs=2, join=True)
+    a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    g, d, step, real = _gan_pair_and_step("non_saturating")
+    step.d_step(real, 16)
+    step.g_step(16)
+    single = _gan_state(g, d)
+    before = _gan_state(*_gan_pair_and_step("non_saturating")[:2])
+    for key in single:
+        assert torch.allclose(a[key], single[key], atol=1e-6) and torch.allclose(b[key], single[key], atol=1e-6), key
+    assert any(not torch.equal(single[k], before[k]) for k in single)  # the step did move the weights

@@ -123,6 +123,41 @@ def test_outputs(repo: Path):
     assert {r["model"] for r in monitor["data"]["values"]} == set(DEFENDED) - {"cnn_gaussian"}
     _defense_outputs(repo, summary)
     _backdoor_outputs(repo, summary, titles)
+    _generative_outputs(repo, summary, titles)
+
+
+GANS = ("minimax", "nonsat", "nonsat_k2", "wgan_gp", "stacked")
+
+
+def _generative_outputs(repo: Path, summary: str, plot_titles: list[str]) -> None:
+    """Every GAN config leaves a loadable generator, its curves and grids; every one is scored
+    under the feature network it was trained with; the report has its sections and plots."""
+    from advgen.generative.models import load_generator
+    ev = json.loads((repo / "reports/generative/metrics.json").read_text())
+    cnn_sha = json.loads((repo / "models/cnn/model.json").read_text())["weights_sha256"]
+    assert ev["feature_sha256"] == cnn_sha and ev["n"] == 200 and list(ev["models"]) == list(GANS)
+    assert ev["inception"]["fid"] == "not available offline"
+    for name in GANS:
+        g = load_generator(repo / "models/gan" / name)
+        assert g.sidecar["feature_sha256"] == cnn_sha and g.channels == (3 if name == "stacked" else 1)
+        m = json.loads((repo / f"reports/gan/{name}/metrics.json").read_text())
+        assert m["d_iters"] == 10 and m["g_iters"] == (10 if name in ("minimax", "nonsat", "stacked") else
+                                                       {"nonsat_k2": 5, "wgan_gp": 2}[name])
+        assert (repo / f"reports/gan/{name}/samples/epoch_01.png").read_bytes()[:4] == b"\x89PNG"
+        assert (repo / f"reports/gan/{name}/probe.tsv").is_file() == (name != "wgan_gp")
+        r = ev["models"][name]
+        lo, hi = r["fid_ci95"]
+        assert lo <= r["fid"] <= hi and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+        assert ("stacked" in r) == (name == "stacked") and ("codes" in r) == (name != "stacked")
+        assert ("gradient_trace" in r) == (name != "wgan_gp")
+    floor = ev["floor"]
+    assert floor["fid"] < min(r["fid"] for r in ev["models"].values())  # 10 GAN steps are far from real images
+    assert floor["coverage"]["classes_covered"] == 10 and floor["stacked"]["n"] == 500
+    for title in ("## GANs (C11, C12)", "## Generative evaluation", "## Mode collapse (C13)"):
+        assert title in summary, title
+    for fig in ("gan_fid", "gan_d_fake", "gan_saturation", "gan_probe"):
+        assert (repo / f"reports/figures/{fig}.png").read_bytes()[:4] == b"\x89PNG"
+    assert sum(t.startswith("GAN") for t in plot_titles) == 4
 
 
 POISONED = ("badnets_05", "badnets_1", "badnets_5", "badnets_10", "badnets_src", "blended_1", "blended_5", "clean_label")
@@ -195,7 +230,7 @@ def _headline_metrics_are_small(repo: Path) -> None:
     shown = json.loads(dvc(repo, "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
     values = [v for f in files.values() for v in _leaves(f["data"])]
-    assert 150 <= len(values) <= 250 + 2 * 50 + 17 * (len(DEFENDED) + len(POISONED) + 1) and all(isinstance(v, (int, float, str, bool)) for v in values), len(values)
+    assert 150 <= len(values) <= 250 + 4 * 50 + 17 * (len(DEFENDED) + len(POISONED) + 1) and all(isinstance(v, (int, float, str, bool)) for v in values), len(values)
     assert all(path.startswith("reports/headline/") for path in files)
     assert not any("wall" in k or "cpu_s" in k for f in files.values() for k in _keys(f["data"]))
 
@@ -242,7 +277,19 @@ def _claims_follow_their_criteria(repo: Path, verdicts: dict[str, str]) -> None:
     bd = {n: json.loads((repo / f"reports/backdoor/{n}/metrics.json").read_text()) for n in ("badnets_src", "badnets_10")}
     c10 = all(m["undefended"]["asr"]["value"] >= 0.9 and m["ca_drop"]["cnn_5ep"]["value"] <= 0.01 for m in bd.values())
     assert verdicts["C10"] == ("supported" if c10 else "not_supported")
-    for cid in ("C1", "C2", "C8"):
+    ev = json.loads((repo / "reports/generative/metrics.json").read_text())["models"]
+    probe = json.loads((repo / "reports/gan/minimax/metrics.json").read_text())["probe"]
+    c11 = probe["ratio_end"] >= 10 and ev["nonsat"]["fid_ci95"][1] < ev["minimax"]["fid_ci95"][0]
+    assert verdicts["C11"] == ("supported" if c11 else "not_supported")
+    c12 = ev["nonsat_k2"]["fid_ci95"][1] < ev["nonsat"]["fid_ci95"][0]
+    assert verdicts["C12"] == ("supported" if c12 else "not_supported")
+    floor = json.loads((repo / "reports/generative/metrics.json").read_text())["floor"]
+    c13 = any(r["precision"] >= floor["precision"] - 0.1 and (r["recall"] <= floor["recall"] - 0.2
+                                                             or r["coverage"]["classes_covered"] < 10)
+              for r in ev.values() if "stacked" not in r)
+    c13 |= ev["stacked"]["stacked"]["modes_covered"] < 0.9 * floor["stacked"]["modes_covered"]
+    assert verdicts["C13"] == ("supported" if c13 else "not_supported")
+    for cid in ("C1", "C2", "C8", "C14"):
         assert verdicts[cid] in ("supported", "not_supported"), cid
 
 
@@ -260,10 +307,13 @@ def test_forced_rerun_is_byte_identical(repo: Path):
              "models/cnn_fast_at/model.safetensors", "reports/defend/cnn_fast_at/metrics.json",
              "reports/sanitize/metrics.json", "reports/sanitize/roc.tsv", "reports/certify/cnn_gaussian/metrics.json",
              "data/poisoned/clean_label/train.safetensors", "data/backdoor/clean_label/poison_index.json",
-             "models/badnets_1/model.safetensors", "reports/backdoor/badnets_1/metrics.json"]
+             "models/badnets_1/model.safetensors", "reports/backdoor/badnets_1/metrics.json",
+             "models/gan/wgan_gp/generator.safetensors", "reports/gan/wgan_gp/log.tsv",
+             "reports/gan/wgan_gp/samples/epoch_01.png", "reports/generative/metrics.json"]
     before = {f: (repo / f).read_bytes() for f in files}
     for stage in ("ingest", "train@cnn", "attack@cnn", "transfer", "robustness@cnn", "defend@cnn_fast_at", "sanitize",
-                  "certify@cnn_gaussian", "poison", "train@badnets_1", "backdoor_defense@badnets_1"):
+                  "certify@cnn_gaussian", "poison", "train@badnets_1", "backdoor_defense@badnets_1", "gan@wgan_gp",
+                  "evaluate_generative"):
         dvc(repo, "repro", "-f", "-s", stage)
     assert {f: (repo / f).read_bytes() for f in files} == before
     # Only the cost files changed (timings vary), and no stage depends on them.

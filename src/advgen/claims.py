@@ -391,3 +391,126 @@ def claims_table(collected: dict) -> list[dict]:
         rows.append({"id": cid, "claim": text, "experiment": found.experiment, "measured": found.measured,
                      "criterion": found.criterion, "verdict": found.verdict})
     return rows
+
+
+def _gan_runs(c: dict) -> dict[str, dict]:
+    return {k.split("/", 1)[1]: v["metrics"] for k, v in c.items()
+            if k.startswith("gan/") and k.count("/") == 1 and "metrics" in v}
+
+
+def _scored(c: dict) -> dict[str, dict]:
+    return (c.get("generative", {}).get("metrics") or {}).get("models", {})
+
+
+def _by_loss(runs: dict[str, dict], loss: str, d_steps: int = 1) -> str | None:
+    """The single-channel GAN of ``loss`` with ``d_steps`` (first by name), or None."""
+    names = sorted(n for n, m in runs.items() if m["loss"] == loss and m["d_steps"] == d_steps and not m["stacked"])
+    return names[0] if names else None
+
+
+def _fid_text(name: str, r: dict) -> str:
+    lo, hi = r["fid_ci95"]
+    return f"{name} FID {r['fid']:.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+@evaluator("C11")
+def _c11(c: dict) -> Finding | None:
+    ratio_min = 10.0
+    runs, scored = _gan_runs(c), _scored(c)
+    mm, ns = _by_loss(runs, "minimax"), _by_loss(runs, "non_saturating")
+    if mm is None or ns is None or not runs[mm].get("probe") or mm not in scored or ns not in scored:
+        return None
+    probe = runs[mm]["probe"]
+    a, b = scored[mm], scored[ns]
+    faster = b["fid_ci95"][1] < a["fid_ci95"][0]
+    ok = probe["ratio_end"] >= ratio_min and faster
+    trace = a.get("gradient_trace")
+    during = (f"; in training (first {trace['iters']} G iterations of `{mm}`, mean D(G(z)) {trace['d_fake']:.2f}): "
+              f"median same-state ratio {trace['median_ratio']:.2f}" if trace else "")
+    return Finding(
+        experiment=(f"gan stage, `{mm}` and `{ns}` from one seed and one budget; probe: G frozen at initialisation, "
+                    f"D trained {probe['d_steps']} steps against it, the norm of the gradient reaching G under both "
+                    "losses at one state; evaluate_generative: FID at the common N (curves in the GAN section)"),
+        measured=(f"gradient-norm ratio non-sat / minimax {probe['ratio_start']:.2f} with D untrained, "
+                  f"{probe['ratio_end']:.0f} once D(G(z)) = {probe['d_fake_end']:.4f}{during}; after training: "
+                  f"{_fid_text(ns, b)} vs {_fid_text(mm, a)}"),
+        criterion=(f"ratio >= {ratio_min:g} once D rejects G's initial samples (end of the probe) AND the "
+                   "non-saturating GAN's FID interval lies below the minimax GAN's"),
+        verdict=_verdict(ok))
+
+
+@evaluator("C12")
+def _c12(c: dict) -> Finding | None:
+    runs, scored = _gan_runs(c), _scored(c)
+    k1 = _by_loss(runs, "non_saturating", 1)
+    k2s = sorted(n for n, m in runs.items() if m["loss"] == "non_saturating" and m["d_steps"] > 1 and not m["stacked"])
+    if k1 is None or not k2s or k1 not in scored or k2s[0] not in scored:
+        return None
+    k2 = k2s[0]
+    a, b = scored[k1], scored[k2]
+    ok = b["fid_ci95"][1] < a["fid_ci95"][0]
+    return Finding(
+        experiment=(f"gan stage: `{k2}` (d_steps = {runs[k2]['d_steps']}) against `{k1}` (d_steps = 1), same seed, "
+                    "loss and budget (passes of D over the data; G takes 1/d_steps as many steps); FID at the common N"),
+        measured=(f"{_fid_text(k2, b)} vs {_fid_text(k1, a)}; end of training D(G(z)) {runs[k2]['final']['d_fake']:.3f} "
+                  f"vs {runs[k1]['final']['d_fake']:.3f}"),
+        criterion=f"`{k2}`'s FID interval lies below `{k1}`'s",
+        verdict=_verdict(ok))
+
+
+@evaluator("C13")
+def _c13(c: dict) -> Finding | None:
+    precision_slack, recall_gap = 0.1, 0.2
+    m = c.get("generative", {}).get("metrics")
+    if not m:
+        return None
+    fl, models = m["floor"], m["models"]
+    st = [(n, r["stacked"]) for n, r in models.items() if "stacked" in r]
+    single = {n: r for n, r in models.items() if "stacked" not in r}
+    parts = [f"{n}: {r['coverage']['classes_covered']}/10 classes, KL {r['coverage']['kl_uniform']:.3f}, precision "
+             f"{r['precision']:.2f}, recall {r['recall']:.2f}" for n, r in single.items()]
+    # Collapse as the lecture means it: samples as precise as real images (within the slack of the
+    # real-vs-real floor) that miss part of the data (recall well below the floor's, or classes missing).
+    collapsed = [n for n, r in single.items() if r["precision"] >= fl["precision"] - precision_slack
+                 and (r["recall"] <= fl["recall"] - recall_gap or r["coverage"]["classes_covered"] < 10)]
+    if st and "stacked" in fl:
+        ref = fl["stacked"]
+        for n, s in st:
+            parts.append(f"{n}: {s['modes_covered']}/1000 stacked modes, KL {s['kl_uniform']:.2f} (real stacked images: "
+                         f"{ref['modes_covered']}, KL {ref['kl_uniform']:.2f}, n = {ref['n']})")
+            if s["modes_covered"] < 0.9 * ref["modes_covered"]:
+                collapsed.append(n)
+    best = min(single, key=lambda n: single[n]["fid"]) if single else None
+    target = (f". Target: the best-FID GAN ({best}) covers all 10 classes with KL <= 0.1: "
+              f"{'met' if single[best]['coverage']['classes_covered'] == 10 and single[best]['coverage']['kl_uniform'] <= 0.1 else 'not met'}"
+              if best else "")
+    return Finding(
+        experiment=("evaluate_generative stage: N samples per GAN labelled by the feature network's classifier, "
+                    "precision/recall against the real-vs-real floor; Stacked Fashion-MNIST: each channel of the "
+                    "3-channel GAN's samples labelled, 1,000 modes"),
+        measured="; ".join(parts) + f"; floor precision {fl['precision']:.2f}, recall {fl['recall']:.2f}" + target,
+        criterion=(f"some GAN's samples are as precise as real ones (precision >= floor - {precision_slack:g}) yet miss "
+                   f"part of the data (recall <= floor - {recall_gap:g}, or fewer than 10 classes with >= 1% of the "
+                   "samples), or the stacked GAN covers < 90% of the modes real stacked images cover at the same n"),
+        verdict=_verdict(bool(collapsed)))
+
+
+@evaluator("C14")
+def _c14(c: dict) -> Finding | None:
+    mono_min, lift_min = 0.5, 3.0
+    scored = {n: r for n, r in _scored(c).items() if r.get("codes")}
+    if not scored:
+        return None
+    best = min(scored, key=lambda n: scored[n]["fid"])
+    i, a = scored[best]["codes"]["interpolation"], scored[best]["codes"]["arithmetic"]
+    if i["monotone_fraction"] is None or a["success_rate"] is None:
+        return Finding(experiment="evaluate_generative stage", measured=f"{best}: no path or no class mean",
+                       criterion="", verdict="not_supported")
+    ok = i["monotone_fraction"] >= mono_min and a["success_rate"] >= lift_min * a["chance"]
+    return Finding(
+        experiment=(f"evaluate_generative stage on the best-FID single-channel GAN ({best}): {i['n_paths']} linear "
+                    f"interpolations between codes of two classes; {a['n_tests']} codes moved by z - z̄(a) + z̄(c)"),
+        measured=(f"{100 * i['monotone_fraction']:.1f}% of paths monotone (tolerance {i['tolerance']:g}); arithmetic "
+                  f"classified as c {100 * a['success_rate']:.1f}% vs chance {100 * a['chance']:.1f}%"),
+        criterion=(f">= {100 * mono_min:.0f}% of paths monotone AND arithmetic success >= {lift_min:g}x chance"),
+        verdict=_verdict(ok))

@@ -133,3 +133,28 @@ def backdoor(m: dict[str, Any]) -> dict[str, Any]:
     for name, d in m.get("defenses", {}).items():
         out[name] = {"asr": d["asr"]["value"], "der": d["der"]}
     return out
+
+
+def gan(m: dict[str, Any]) -> dict[str, Any]:
+    """A GAN's end of training: the last FID of its curve (n_fid samples, so not the
+    evaluate_generative score), mean D(x) and D(G(z)), and the C11 probe's gradient ratio."""
+    out: dict[str, Any] = {"fid_curve_final": m["fid_curve_final"], "d_real": m["final"]["d_real"],
+                           "d_fake": m["final"]["d_fake"], "g_iters": m["g_iters"]}
+    if m.get("probe"):
+        out["probe_ratio_end"] = m["probe"]["ratio_end"]
+    return out
+
+
+def generative(m: dict[str, Any]) -> dict[str, Any]:
+    """Per generative model, at the common N: FID, KID, precision, recall and coverage (classes,
+    or modes for Stacked Fashion-MNIST); the real-vs-real FID floor; the feature network's hash
+    prefix (scores under another hash are not comparable, and ``dvc metrics diff`` shows it change)."""
+    out: dict[str, Any] = {"feature_network": m["feature_sha256"][:12], "floor_fid": m["floor"]["fid"]}
+    for name, r in m["models"].items():
+        row = {"fid": r["fid"], "kid": r["kid"], "precision": r["precision"], "recall": r["recall"]}
+        if "stacked" in r:
+            row["modes_covered"] = r["stacked"]["modes_covered"]
+        else:
+            row["classes_covered"] = r["coverage"]["classes_covered"]
+        out[name] = row
+    return out

@@ -70,9 +70,24 @@ def backdoor_rates(reports: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols).sort_values(["model", "rate"], kind="stable") if rows else pd.DataFrame(columns=cols)
 
 
+def gan_long(reports: Path, filename: str, columns: list[str]) -> pd.DataFrame:
+    """(model, *columns) from every ``gan/<config>/<filename>`` (fid.tsv, log.tsv, probe.tsv)."""
+    frames = [pd.read_csv(p, sep="\t").assign(model=p.parent.name) for p in sorted(reports.glob(f"gan/*/{filename}"))]
+    frames = [f[["model", *columns]] for f in frames if set(columns) <= set(f.columns)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", *columns])
+
+
+def gan_saturation() -> pd.DataFrame:
+    """C11 (a): both generator losses and their derivatives against D(G(z)), analytic."""
+    from .generative.gan import saturation_curves
+
+    return pd.DataFrame(saturation_curves())
+
+
 def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
     """Write ``robustness.tsv``, ``worst_case.tsv``, ``robustness_l2.tsv``, ``training.tsv``,
-    ``defense_monitor.tsv``, ``certified.tsv`` and ``backdoor_rates.tsv`` under ``out``."""
+    ``defense_monitor.tsv``, ``certified.tsv``, ``backdoor_rates.tsv`` and the GAN tables
+    (``gan_fid.tsv``, ``gan_trace.tsv``, ``gan_probe.tsv``, ``gan_saturation.tsv``) under ``out``."""
     reports, out = Path(reports), Path(out)
     rob = robustness_long(reports)
     tables = {"robustness.tsv": rob,
@@ -82,6 +97,12 @@ def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
     tables["defense_monitor.tsv"] = monitor_long(tables["training.tsv"])
     tables["certified.tsv"] = certify_long(reports)
     tables["backdoor_rates.tsv"] = backdoor_rates(reports)
+    tables["gan_fid.tsv"] = gan_long(reports, "fid.tsv", ["images", "g_iter", "fid"])
+    trace = gan_long(reports, "log.tsv", ["images", "g_iter", "d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm"])
+    wgan = {p.parent.name for p in reports.glob("gan/*/metrics.json") if json.loads(p.read_text())["loss"] == "wgan_gp"}
+    tables["gan_trace.tsv"] = trace[~trace["model"].isin(wgan)]  # a critic's output is not a probability
+    tables["gan_probe.tsv"] = gan_long(reports, "probe.tsv", ["d_step", "d_fake", "ratio"])
+    tables["gan_saturation.tsv"] = gan_saturation()
     for name, frame in tables.items():
         atomic_write_text(out / name, _tsv(frame))
     return [out / name for name in tables]

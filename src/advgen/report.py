@@ -580,4 +580,4 @@ def build_report(reports: str | Path) -> tuple[str, list[dict], dict]:
 
 
 # Sections of later areas, registered on import (kept in their own modules).
-from . import report_backdoors, report_defenses  # noqa: E402, F401
+from . import report_backdoors, report_defenses, report_generative  # noqa: E402, F401

@@ -551,11 +551,115 @@ class BackdoorDefenseConfig:
         require(self.n_eval >= 0, "n_eval", f"must be >= 0 (0 = all), found {self.n_eval}")
 
 
+GAN_LOSSES = ("minimax", "non_saturating", "wgan_gp")  # advgen.generative.gan.LOSSES
+
+
+@dataclass
+class GANSpec:
+    """One entry of ``gan.configs``: a DCGAN trained with one loss."""
+
+    loss: str  # minimax | non_saturating | wgan_gp
+    d_steps: int = 1  # discriminator (critic) steps per generator step
+    lr: float = 0.0002  # Adam, both networks (Radford et al.)
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    gp_weight: float | None = None  # wgan_gp: lambda of the gradient penalty (Gulrajani et al.: 10)
+    z_dim: int = 100
+    width: int = 64  # channels of G's last hidden map and D's first (doubled in the next)
+    stacked: bool = False  # Stacked Fashion-MNIST: three independent images as three channels
+
+    def validate(self) -> None:
+        require(self.loss in GAN_LOSSES, "loss", f"must be one of {list(GAN_LOSSES)}, found {self.loss!r}")
+        require(self.d_steps >= 1, "d_steps", f"must be >= 1, found {self.d_steps}")
+        require(self.lr > 0, "lr", f"must be > 0, found {self.lr}")
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+                f"must be two numbers in [0, 1), found {self.betas}")
+        require(self.z_dim >= 1, "z_dim", f"must be >= 1, found {self.z_dim}")
+        require(self.width >= 1, "width", f"must be >= 1, found {self.width}")
+        require((self.gp_weight is not None) == (self.loss == "wgan_gp"), "gp_weight",
+                "must be set for loss 'wgan_gp' and only there")
+        require(self.gp_weight is None or self.gp_weight > 0, "gp_weight", f"must be > 0, found {self.gp_weight}")
+
+    def config(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class GANConfig:
+    """The ``gan`` stage: one DCGAN per entry of ``configs`` (a DVC foreach)."""
+
+    feature_model: str = _models()  # the classifier whose features score the FID curve
+    configs: dict
+    batch_size: int
+    log_every: int  # G iterations between logged rows
+    trace_iters: int  # the first G iterations, each logged with both losses' gradient norms (C11)
+    grid: int  # a grid x grid sample grid per epoch, fixed codes
+    epochs: int = _sized()  # passes of D over the real images (G steps once every d_steps)
+    n_train: int = _sized()  # real training images (0 = all)
+    fid_every: int = _sized()  # G iterations between FID points of the curve
+    n_fid: int = _sized()  # samples per FID point of the curve
+    probe_steps: int = _sized()  # C11 at initialisation: D steps against the frozen initial G
+    nproc: int = 1  # > 1 runs under torchrun (gloo on CPU, nccl on GPU)
+
+    def validate(self) -> None:
+        require(len(self.configs) >= 1, "configs", "must name at least one GAN config")
+        for key in ("batch_size", "log_every", "grid", "nproc", "epochs", "fid_every"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        for key in ("trace_iters", "probe_steps", "n_train"):
+            require(getattr(self, key) >= 0, key, f"must be >= 0, found {getattr(self, key)}")
+        require(self.n_fid >= 10, "n_fid", f"must be >= 10, found {self.n_fid}")
+
+    def spec(self, name: str) -> GANSpec:
+        """The validated entry ``gan.configs.<name>``."""
+        if name not in self.configs:
+            raise ConfigError(f"params.yaml: GAN config {name!r} is not in gan.configs {sorted(self.configs)}")
+        return from_dict(GANSpec, self.configs[name] or {}, f"gan.configs.{name}")
+
+
+@dataclass
+class EvaluateGenerativeConfig:
+    """The ``evaluate_generative`` stage: every generative model scored the same way."""
+
+    feature_model: str = _models()  # a train.models classifier; its penultimate layer gives the features
+    models: list[str]  # generators to score (gan.configs names)
+    n: int = _sized()  # samples per model and real images per set, the same for every model
+    n_large: int = _sized()  # GANs also at this N (0 = off)
+    n_stacked: int = _sized()  # Stacked Fashion-MNIST samples for the 1,000-mode count
+    n_boot: int = _sized()  # bootstrap resamples of the FID interval
+    kid_subset_size: int = _sized()
+    n_paths: int = _sized()  # C14 interpolation paths
+    n_arith: int = _sized()  # C14 codes per class mean and per arithmetic test
+    feature_sha256: str | None = None  # pin: refuse a feature network whose weights hash differs
+    inception_weights: str | None = None  # a local Inception weights file (never downloaded); null: not available
+    pr_k: int = 3  # Kynkaanniemi et al.
+    min_share: float = 0.01  # a class is covered when it holds at least this share of the samples
+    kid_subsets: int = 50
+    interp_steps: int = 11  # C14: points per interpolation path, ends included
+    monotone_tol: float = 0.02  # C14: largest allowed drop of the end class's probability along a path
+
+    def validate(self) -> None:
+        require(len(self.models) >= 1, "models", "must name at least one generative model")
+        require(len(set(self.models)) == len(self.models), "models", f"names a model twice: {self.models}")
+        require(self.feature_sha256 is None or (len(self.feature_sha256) == 64 and
+                                                all(c in "0123456789abcdef" for c in self.feature_sha256)),
+                "feature_sha256", f"must be a 64-digit lowercase hex sha256 or null, found {self.feature_sha256!r}")
+        require(self.pr_k >= 1, "pr_k", f"must be >= 1, found {self.pr_k}")
+        require(0 < self.min_share < 1, "min_share", f"must lie in (0, 1), found {self.min_share}")
+        require(self.n >= 10, "n", f"must be >= 10, found {self.n}")
+        require(self.n_large == 0 or self.n_large >= self.n, "n_large", f"must be 0 or >= n ({self.n}), found {self.n_large}")
+        for key in ("n_stacked", "n_boot", "kid_subsets", "n_paths", "n_arith"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        require(2 <= self.kid_subset_size <= self.n, "kid_subset_size",
+                f"must lie in [2, n = {self.n}], found {self.kid_subset_size}")
+        require(self.interp_steps >= 3, "interp_steps", f"must be >= 3, found {self.interp_steps}")
+        require(0 <= self.monotone_tol < 1, "monotone_tol", f"must lie in [0, 1), found {self.monotone_tol}")
+
+
 SECTIONS: dict[str, type] = {"ingest": IngestConfig, "train": TrainConfig, "attack": AttackConfig,
                              "transfer": TransferConfig, "forge": ForgeConfig, "patch": PatchConfig,
                              "dimension": DimensionConfig, "defend": DefendConfig, "sanitize": SanitizeConfig,
                              "certify": CertifyConfig, "poison": PoisonConfig,
-                             "backdoor_defense": BackdoorDefenseConfig}
+                             "backdoor_defense": BackdoorDefenseConfig, "gan": GANConfig,
+                             "evaluate_generative": EvaluateGenerativeConfig}
 TOP_LEVEL = ("profile", "seed", "device", *SECTIONS, "profiles")
 
 
@@ -645,8 +749,17 @@ def _check_backdoors(train: TrainConfig, poison: PoisonConfig, bd: BackdoorDefen
                           f"trained on clean data (data: prepared), found data = {ref!r}")
 
 
+def _check_generative(gan: GANConfig, ev: EvaluateGenerativeConfig) -> None:
+    """Every scored model is a GAN config (later: a diffusion config)."""
+    unknown = [m for m in ev.models if m not in gan.configs]
+    if unknown:
+        raise ConfigError(f"params.yaml: 'evaluate_generative.models' names {unknown}, which are not generative "
+                          f"models; expected some of gan.configs {sorted(gan.configs)}")
+
+
 def _check_cross(cfgs: dict[str, Any]) -> None:
     attack, transfer, dimension = cfgs["attack"], cfgs["transfer"], cfgs["dimension"]
+    _check_generative(cfgs["gan"], cfgs["evaluate_generative"])
     _check_defend(cfgs["defend"], cfgs["train"], cfgs["certify"])
     _check_backdoors(cfgs["train"], cfgs["poison"], cfgs["backdoor_defense"])
     _check_transfer_eps(transfer.eps, attack.eps_linf)
@@ -703,6 +816,9 @@ def validate_params(params: dict[str, Any]) -> list[str]:
         if cfgs["poison"] is not None:
             for name in sorted(cfgs["poison"].configs):
                 attempt(lambda n=name: cfgs["poison"].spec(n))
+        if cfgs["gan"] is not None:
+            for name in sorted(cfgs["gan"].configs):
+                attempt(lambda n=name: cfgs["gan"].spec(n))
         if all(c is not None for c in cfgs.values()):
             attempt(lambda: _check_cross(cfgs))
     attempt(lambda: _check_models(params))
