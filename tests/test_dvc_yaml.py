@@ -112,3 +112,13 @@ def test_lock_holds_only_current_stages():
     names = {s.addressing for s in Repo(str(ROOT)).index.stages}
     stale = sorted(set(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]) - names)
     assert not stale, f"dvc.lock has entries for stages dvc.yaml no longer has: {stale}"
+
+
+@pytest.mark.parametrize("stage", ["transfer", "dimension"])
+def test_single_stages_depend_on_exactly_the_models_they_load(stage):
+    """transfer and dimension list their models one by one (depending on all of models/ would
+    rerun them whenever any model, a GAN included, retrains): the list must follow params."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    assert "models" not in deps
+    assert sorted(d for d in deps if d.startswith("models/")) == sorted(f"models/{m}" for m in params[stage]["models"])

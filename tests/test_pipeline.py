@@ -135,7 +135,7 @@ def _generative_outputs(repo: Path, summary: str, plot_titles: list[str]) -> Non
     from advgen.generative.models import load_generator
     ev = json.loads((repo / "reports/generative/metrics.json").read_text())
     cnn_sha = json.loads((repo / "models/cnn/model.json").read_text())["weights_sha256"]
-    assert ev["feature_sha256"] == cnn_sha and ev["n"] == 200 and list(ev["models"]) == list(GANS)
+    assert ev["feature_sha256"] == cnn_sha and ev["n"] == 200 and sorted(ev["models"]) == sorted(GANS)
     assert ev["inception"]["fid"] == "not available offline"
     for name in GANS:
         g = load_generator(repo / "models/gan" / name)
