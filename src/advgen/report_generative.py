@@ -16,7 +16,7 @@ LOSS_NAMES = {"minimax": "minimax (saturating)", "non_saturating": "non-saturati
 
 
 def gans(collected: dict) -> dict[str, dict]:
-    """``{config: gan metrics}`` in params order is not known here: sorted by name."""
+    """``{config: gan metrics}``, sorted by name (the report does not read params.yaml)."""
     return dict(sorted(_models(collected, "gan").items()))
 
 

@@ -8,6 +8,7 @@ training images against N test images) is scored the same way.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +119,9 @@ def evaluate_gan(g: nn.Module, net: FeatureNet, real: RealSets, s: Settings, gen
     fake = channel_images(x, s.n) if stacked else x
     out = score(net, real.train, real.train_feats, fake, s, generator, seed)
     out["channels"] = g.channels
+    out["coverage"] = class_coverage(classify(net, fake).argmax(1), s.num_classes, s.min_share)
     if stacked:
         out["stacked"] = stacked_coverage(net, x[:s.n_stacked], s)
-        out["coverage"] = class_coverage(classify(net, fake).argmax(1), s.num_classes, s.min_share)
-    else:
-        out["coverage"] = class_coverage(classify(net, fake).argmax(1), s.num_classes, s.min_share)
     if real_train_large is not None and not stacked:
         big, big_feats = real_train_large
         xl, _ = sample(g, len(big), generator)
@@ -162,7 +161,7 @@ def gradient_trace(log: dict[str, list[float]], iters: int) -> dict | None:
     non-saturating / minimax. None for a log without both losses' columns (WGAN-GP)."""
     if "g_grad_minimax" not in log:
         return None
-    rows = [i for i, it in enumerate(log["g_iter"]) if it < iters and log["g_grad_minimax"][i] == log["g_grad_minimax"][i]]
+    rows = [i for i, it in enumerate(log["g_iter"]) if it < iters and not math.isnan(log["g_grad_minimax"][i])]
     if not rows:
         return None
     mean = lambda col: sum(log[col][i] for i in rows) / len(rows)  # noqa: E731
