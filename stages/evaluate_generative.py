@@ -2,7 +2,8 @@
 
 Usage: ``python stages/evaluate_generative.py``. Writes ``reports/generative/metrics.json``
 (per model: FID with a bootstrap 95% interval, KID, precision/recall, class or mode coverage,
-C14's code probes; the real-vs-real floor; the feature network's sha256), an interpolation grid
+C14's code probes; every sample set of each diffusion config, the autoencoder's reconstructions;
+the real-vs-real floor; the feature network's sha256), an interpolation grid
 per single-channel GAN, the headline, and the sampling cost per 1,000 images
 (``reports/cost/generative_sampling.json``; timings never go into metrics).
 """
@@ -16,7 +17,8 @@ import torch
 from advgen import headline, stage
 from advgen.plots import grid_png
 from advgen.data import dataset_dir, subset_index, to_float
-from advgen.generative.evaluate import Settings, check_sizes, evaluate_model, floor, load_real, score
+from advgen.generative.evaluate import (Settings, check_sizes, evaluate_diffusion, evaluate_model, evaluate_samples,
+                                        floor, load_real, score)
 from advgen.generative.features import extract, load_feature_net
 from advgen.generative.models import load_generator
 from advgen.generative.scores import inception_fid
@@ -66,10 +68,22 @@ def evaluate(params: dict) -> None:
         costs[name] = {"seconds_per_1000": round(extras["seconds_per_1000"], 4)}
         if len(extras.get("interpolation", [])):
             grids[name] = extras["interpolation"]
+    if cfg.diffusion:
+        metrics["diffusion"] = {}
+        for name in cfg.diffusion:
+            main, others = evaluate_diffusion(Path("models/diffusion") / name, net, real, s,
+                                              lambda k, m=name: model_stream(common.seed, f"{m}/{k}"), common.seed)
+            metrics["models"][name] = main
+            metrics["diffusion"][name] = others
+        if any(m.get("space") == "latent" for m in metrics["models"].values()):  # latent diffusion's ceiling
+            from advgen.generative.store import load_samples
+            rec = load_samples("models/autoencoder")["reconstructions"]
+            metrics["autoencoder"] = evaluate_samples(rec["images"], None, net, real, s,
+                                                      model_stream(common.seed, "autoencoder"), common.seed)
     if cfg.inception_weights:
         metrics["inception"] = {"weights": cfg.inception_weights, "fid": {
             name: inception_fid(cfg.inception_weights, real.train, _samples(name, cfg, device, common.seed))
-            for name in cfg.models}}
+            for name in cfg.models}}  # the GANs: diffusion sets would need the Inception at their own N
     else:
         metrics["inception"] = {"weights": None, "fid": "not available offline"}
     metrics = round_floats(metrics)

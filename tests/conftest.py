@@ -72,3 +72,19 @@ def digits_cnn():
     for p in model.parameters():
         p.requires_grad_(False)
     return model, xt[:200], yt[:200], (x, y)
+
+
+def params_error(params: dict, edit) -> str:
+    """The ConfigError message validate_params raises on a deep copy of ``params`` after ``edit(copy)``."""
+    import copy
+
+    import pytest
+
+    from advgen.config import ConfigError
+    from advgen.schema import validate_params
+
+    params = copy.deepcopy(params)
+    edit(params)
+    with pytest.raises(ConfigError) as err:
+        validate_params(params)
+    return str(err.value)

@@ -242,3 +242,49 @@ def test_c12_c13_c14_follow_their_criteria():
     for chance, verdict in ((0.2, "not_supported"), (0.1, "supported")):
         c["generative"]["metrics"]["models"]["nonsat_k2"]["codes"]["arithmetic"]["chance"] = chance
         assert {r["id"]: r for r in claims_table(c)}["C14"]["verdict"] == verdict
+
+
+def _diffusion_collected(*, recall: float = 0.5, snap_recall: float = 0.4, acc3: float = 0.95, acc0: float = 0.1,
+                         ddpm_s: float = 300.0, ddim50_s: float = 15.0, lat_epoch: float = 20.0,
+                         lat_sample: float = 1.0, lat_fid: float = 60.0, snap_s: float = 350.0) -> dict:
+    """Synthetic metrics and costs for C15-C18: a GAN (recall 0.2, 10 classes, KL 0.1) and three
+    diffusion configs."""
+    def row(fid, recall, classes=10, kl=0.05, **kw):
+        return {"fid": fid, "fid_ci95": [fid - 5, fid + 5], "kid": fid / 100, "kid_std": 0.01, "precision": 0.7,
+                "recall": recall, "n": 200, "coverage": {"classes_covered": classes, "kl_uniform": kl}, **kw}
+    models = {"minimax": {**row(100, 0.2, kl=0.1), "kind": "gan"},
+              "linear": {**row(50, recall), "kind": "diffusion", "space": "pixel", "schedule": "linear", "set": "ddim50_eta0"},
+              "latent": {**row(lat_fid, recall), "kind": "diffusion", "space": "latent", "schedule": "linear",
+                         "set": "ddim50_eta0"}}
+    sets = {"snapshot_ddim50_eta0": {**row(70, snap_recall), "role": "snapshot"},
+            "sweep_ddpm1000": {**row(40, recall), "role": "sweep", "sampler": "ddpm", "steps": 1000, "eta": 0.0},
+            "sweep_ddim50_eta0": {**row(45, recall), "role": "sweep", "sampler": "ddim", "steps": 50, "eta": 0.0},
+            "guidance_s0": {**row(50, recall), "role": "guidance", "scale": 0.0, "conditional_accuracy": acc0},
+            "guidance_s3": {**row(60, 0.3), "role": "guidance", "scale": 3.0, "conditional_accuracy": acc3}}
+    return {"generative": {"metrics": {"floor": {"precision": 0.85, "recall": 0.85}, "models": models,
+                                       "diffusion": {"linear": sets}}},
+            "generative_sampling": {"cost": {"minimax": {"seconds_per_1000": 0.2}}},
+            "gan/minimax": {"cost": {"wall_s": 400.0}},
+            "diffusion/linear": {"cost": {"train_seconds_per_epoch": [100.0, 100.0], "snapshot_seconds": snap_s,
+                                          "sampling_seconds_per_1000": {
+                "ddim50_eta0": 20.0, "sweep_ddpm1000": ddpm_s, "sweep_ddim50_eta0": ddim50_s}}},
+            "diffusion/latent": {"cost": {"train_seconds_per_epoch": [lat_epoch], "sampling_seconds_per_1000": {
+                "ddim50_eta0": lat_sample}}}}
+
+
+def test_diffusion_claims_follow_their_criteria():
+    rows = {r["id"]: r for r in claims_table(_diffusion_collected())}
+    assert [rows[c]["verdict"] for c in ("C15", "C16", "C17", "C18")] == ["supported"] * 4
+    assert "Lower FID on this CPU budget: linear" in rows["C15"]["measured"]
+    assert "20.0x faster" in rows["C16"]["measured"] and "Target DDIM-50 KID within 1.5x of DDPM's: met" in rows["C16"]["measured"]
+    assert "(5.0x)" in rows["C17"]["measured"]
+    for kw, cid in ((dict(snap_recall=0.1), "C15"), (dict(recall=0.15), "C15"), (dict(snap_s=450.0), "C15"),
+                    (dict(ddim50_s=30.0), "C16"),
+                    (dict(ddpm_s=15.0, ddim50_s=0.5), "C16"), (dict(lat_epoch=50.0), "C17"), (dict(lat_sample=10.0), "C17"),
+                    (dict(lat_fid=80.0), "C17"), (dict(acc3=0.85), "C18"), (dict(acc0=0.5), "C18")):
+        row = {r["id"]: r for r in claims_table(_diffusion_collected(**kw))}[cid]
+        assert row["verdict"] == "not_supported", (kw, cid)
+    c = _diffusion_collected()
+    del c["generative"]["metrics"]["diffusion"]["linear"]["sweep_ddim50_eta0"]
+    row = {r["id"]: r for r in claims_table(c)}["C16"]
+    assert row["verdict"] == "not_measured" and "lacks DDIM-50" in row["measured"]

@@ -81,3 +81,46 @@ def test_gan_step_is_data_parallel_over_two_processes(tmp_path: Path):
     for key in single:
         assert torch.allclose(a[key], single[key], atol=1e-6) and torch.allclose(b[key], single[key], atol=1e-6), key
     assert any(not torch.equal(single[k], before[k]) for k in single)  # the step did move the weights
+
+
+def _diffusion_step(rank: int = 0, world: int = 1):
+    import torch
+
+    from advgen.generative.diffusion import DiffusionStep, alphas_cumprod
+    from advgen.generative.diffusion_run import seeded_init
+    from advgen.generative.unet import UNet
+
+    net = seeded_init(lambda: UNet(1, 8, (1, 2), 10, emb_dim=32), torch.Generator().manual_seed(0))
+    step = DiffusionStep(net, alphas_cumprod("linear", 50), torch.optim.SGD(net.parameters(), 0.1),
+                         torch.Generator().manual_seed(1), 0.3, rank=rank, world=world)
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(16) % 10
+    return net, step, x, y
+
+
+def _diffusion_rank(rank: int, world: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    net, step, x, y = _diffusion_step(rank, world)
+    step(x[rank::world], y[rank::world], 16)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, f"{out}/rank{rank}.safetensors")
+    dist.destroy_process_group()
+
+
+def test_diffusion_step_is_data_parallel_over_two_processes(tmp_path: Path):
+    """Two gloo ranks, each on its half of the batch (its half of t, the noise and the dropped
+    labels), take exactly the step one process takes on the whole batch."""
+    import torch
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    mp.spawn(_diffusion_rank, args=(2, f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2, join=True)
+    a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    net, step, x, y = _diffusion_step()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    step(x, y, 16)
+    for key, v in net.state_dict().items():
+        assert torch.allclose(a[key], v, atol=1e-6) and torch.allclose(b[key], v, atol=1e-6), key
+    assert any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())

@@ -2,14 +2,13 @@
 on small data (8x8 digits and their CNN), mode coverage, code probes, params checks."""
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 import torch
 from torch import nn
 
-from advgen.config import ConfigError, load_params
+from advgen.config import load_params
 from advgen.generative import gan as G
 from advgen.generative.codes import arithmetic, interpolation
 from advgen.generative.evaluate import Settings, check_sizes, gradient_trace, read_columns
@@ -17,8 +16,8 @@ from advgen.generative.features import FeatureNet, extract, frechet_distance, lo
 from advgen.generative.models import build_pair, generate, load_generator, save_generator
 from advgen.generative.scores import (bootstrap_fid, class_coverage, expected_modes_uniform, fid, kid,
                                       kl_to_uniform, precision_recall, stacked_modes)
-from advgen.schema import GAN_LOSSES, validate_params
-from tests.conftest import ROOT
+from advgen.schema import GAN_LOSSES
+from tests.conftest import ROOT, params_error
 
 PARAMS = load_params(ROOT / "params.yaml")
 
@@ -338,11 +337,7 @@ def test_gradient_trace_reads_the_training_log(tmp_path):
 
 
 def _error(edit) -> str:
-    params = copy.deepcopy(PARAMS)
-    edit(params)
-    with pytest.raises(ConfigError) as err:
-        validate_params(params)
-    return str(err.value)
+    return params_error(PARAMS, edit)
 
 
 @pytest.mark.parametrize("edit, needle", [

@@ -69,8 +69,8 @@ def test_report_writes_its_outputs_deterministically(real_report, tmp_path):
     figures = sorted(p.name for p in (real_report / "figures").iterdir())
     models = sorted(p.name for p in (real_report / "robustness").iterdir() if (p / "linf.tsv").exists())
     assert figures == sorted(["training.png", "worst_case.png", "backdoor_examples.png", "gan_fid.png",
-                              "gan_d_fake.png", "gan_saturation.png", "gan_probe.png",
-                              *(f"robustness_{m}.png" for m in models)])
+                              "gan_d_fake.png", "gan_saturation.png", "gan_probe.png", "diffusion_samplers.png",
+                              "diffusion_guidance.png", *(f"robustness_{m}.png" for m in models)])
     for f in figures:
         w, h = _png_size((real_report / "figures" / f).read_bytes())
         assert w >= 400 and h >= 300
@@ -99,7 +99,8 @@ def test_report_page_in_chromium(browser, real_report, tmp_path):
     assert r.images and r.broken_images == []
     srcs = {i.src for i in r.images}
     assert {"figures/worst_case.png", "figures/training.png", "figures/robustness_cnn.png",
-            "forge/c1.png", "forge/c2.png", "patch/examples.png", "attacks/cnn/pgd.png"} <= srcs
+            "forge/c1.png", "forge/c2.png", "patch/examples.png", "attacks/cnn/pgd.png",
+            "figures/diffusion_samplers.png", "diffusion/linear/trajectory.png", "autoencoder/reconstructions.png"} <= srcs
     assert all((real_report / s).is_file() for s in srcs)
     assert all(i.natural_width > 100 for i in r.images)
     assert r.title == "advgen report" and "Leaderboard" in r.text and "Sanity checks" in r.text

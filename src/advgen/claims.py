@@ -9,8 +9,8 @@ evaluators; they never edit a criterion after seeing a result.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 VERDICTS = ("supported", "not_supported", "not_measured")
 
@@ -466,7 +466,7 @@ def _c13(c: dict) -> Finding | None:
         return None
     fl, models = m["floor"], m["models"]
     st = [(n, r["stacked"]) for n, r in models.items() if "stacked" in r]
-    single = {n: r for n, r in models.items() if "stacked" not in r}
+    single = {n: r for n, r in models.items() if "stacked" not in r and r.get("kind", "gan") == "gan"}
     parts = [f"{n}: {r['coverage']['classes_covered']}/10 classes, KL {r['coverage']['kl_uniform']:.3f}, precision "
              f"{r['precision']:.2f}, recall {r['recall']:.2f}" for n, r in single.items()]
     # Collapse as the lecture means it: samples as precise as real images (within the slack of the
@@ -513,4 +513,159 @@ def _c14(c: dict) -> Finding | None:
         measured=(f"{100 * i['monotone_fraction']:.1f}% of paths monotone (tolerance {i['tolerance']:g}); arithmetic "
                   f"classified as c {100 * a['success_rate']:.1f}% vs chance {100 * a['chance']:.1f}%"),
         criterion=(f">= {100 * mono_min:.0f}% of paths monotone AND arithmetic success >= {lift_min:g}x chance"),
+        verdict=_verdict(ok))
+
+
+# ---------------------------------------------------------------------------------------------
+# Diffusion (C15-C18). Scores from evaluate_generative; timings from the cost records.
+
+
+def _generative(c: dict) -> dict:
+    return c.get("generative", {}).get("metrics") or {}
+
+
+def _diffusion_sets(c: dict, role: str) -> list[tuple[str, str, dict]]:
+    return [(name, k, r) for name, sets in (_generative(c).get("diffusion") or {}).items()
+            for k, r in sets.items() if r.get("role") == role]
+
+
+def _sampling_seconds(c: dict, config: str, set_name: str) -> float | None:
+    return (c.get(f"diffusion/{config}", {}).get("cost") or {}).get("sampling_seconds_per_1000", {}).get(set_name)
+
+
+def _coverage_text(name: str, r: dict) -> str:
+    return (f"{name}: FID {r['fid']:.1f}, recall {r['recall']:.3f}, {r['coverage']['classes_covered']} classes, "
+            f"KL {r['coverage']['kl_uniform']:.3f}")
+
+
+def _covers_better(a: dict, b: dict) -> bool:
+    """a covers the data better than b: higher recall, no fewer classes, no larger KL to uniform."""
+    return (a["recall"] > b["recall"] and a["coverage"]["classes_covered"] >= b["coverage"]["classes_covered"]
+            and a["coverage"]["kl_uniform"] <= b["coverage"]["kl_uniform"])
+
+
+@evaluator("C15")
+def _c15(c: dict) -> Finding | None:
+    models = _generative(c).get("models", {})
+    gans = {n: r for n, r in models.items() if r.get("kind") == "gan" and "stacked" not in r}
+    diff = {n: r for n, r in models.items() if r.get("kind") == "diffusion"}
+    snaps = _diffusion_sets(c, "snapshot")
+    if not gans or not diff or not snaps:
+        return None
+    g = min(gans, key=lambda n: gans[n]["fid"])
+    d = min(diff, key=lambda n: diff[n]["fid"])
+    top_recall = max(r["recall"] for r in gans.values())
+    s_cfg, s_set, s = snaps[0]
+    s_secs = (c.get(f"diffusion/{s_cfg}", {}).get("cost") or {}).get("snapshot_seconds")
+    g_secs = (c.get(f"gan/{g}", {}).get("cost") or {}).get("wall_s")
+    if s_secs is None or g_secs is None:
+        return None
+
+    def better(r: dict) -> bool:
+        return (r["recall"] > top_recall and r["coverage"]["classes_covered"] >= gans[g]["coverage"]["classes_covered"]
+                and r["coverage"]["kl_uniform"] <= gans[g]["coverage"]["kl_uniform"])
+    ok = better(diff[d]) and better(s) and s_secs <= g_secs
+    winner = d if diff[d]["fid"] < gans[g]["fid"] else g
+    return Finding(
+        experiment=("evaluate_generative at the common N: the best diffusion model by FID (main sets, unconditional) "
+                    f"and `{s_cfg}`'s EMA snapshot ({s_set}, its training stopped at about a GAN's wall time) against "
+                    "the best single-channel GAN by FID and the GANs' best recall"),
+        measured=(f"{_coverage_text(d, diff[d])}; snapshot after {s_secs:.0f} s of training: {_coverage_text(s_set, s)}; "
+                  f"GAN after {g_secs:.0f} s (whole stage): {_coverage_text(g, gans[g])}; best GAN recall "
+                  f"{top_recall:.3f}. Lower FID on this CPU budget: {winner}"),
+        criterion=("the best diffusion model AND the snapshot (trained no longer than the best GAN's stage took) each "
+                   "have higher recall than every GAN, no fewer classes covered and no larger KL to uniform than the "
+                   "best GAN"),
+        verdict=_verdict(ok))
+
+
+@evaluator("C16")
+def _c16(c: dict) -> Finding | None:
+    speed_min, gan_ratio_min, kid_slack = 15.0, 100.0, 1.5
+    sweep = _diffusion_sets(c, "sweep")
+    ddpm = [(n, k, r) for n, k, r in sweep if r["sampler"] == "ddpm"]
+    if not ddpm:
+        return None
+    cfg, k_ddpm, r_ddpm = ddpm[0]
+    ddim50 = [(k, r) for n, k, r in sweep if n == cfg and r["sampler"] == "ddim" and r["steps"] == 50 and r["eta"] == 0]
+    gan_cost = [v["seconds_per_1000"] for v in (c.get("generative_sampling", {}).get("cost") or {}).values()]
+    t_ddpm = _sampling_seconds(c, cfg, k_ddpm)
+    if not ddim50 or t_ddpm is None or not gan_cost:
+        return Finding(experiment=f"diffusion stage, `{cfg}`: sampler sweep", verdict="not_measured",
+                       measured="the sweep lacks DDIM-50 (eta = 0), or a timing is missing from the cost records",
+                       criterion=f"DDPM >= {gan_ratio_min:g}x a GAN's cost per sample AND >= {speed_min:g}x DDIM-50's")
+    k50, r50 = ddim50[0]
+    t50, t_gan = _sampling_seconds(c, cfg, k50), min(gan_cost)
+    speed, vs_gan = t_ddpm / t50, t_ddpm / t_gan
+    kid_ok = r50["kid"] <= kid_slack * max(r_ddpm["kid"], 0.0)
+    ok = speed >= speed_min and vs_gan >= gan_ratio_min
+    return Finding(
+        experiment=(f"diffusion stage, `{cfg}`: the same model sampled by ancestral DDPM ({r_ddpm['steps']} steps) and "
+                    f"DDIM at several step counts, N = {r_ddpm['n']} each; wall time per 1,000 samples; "
+                    "evaluate_generative: KID (primary at this N) and FID"),
+        measured=(f"DDPM-{r_ddpm['steps']} {t_ddpm:.0f} s / 1000 samples, DDIM-50 {t50:.1f} s ({speed:.1f}x faster), "
+                  f"the fastest GAN {t_gan:.2f} s ({vs_gan:.0f}x faster than DDPM); KID DDPM {r_ddpm['kid']:.3f} ± "
+                  f"{r_ddpm['kid_std']:.3f}, DDIM-50 {r50['kid']:.3f} ± {r50['kid_std']:.3f} (FID {r_ddpm['fid']:.1f} "
+                  f"vs {r50['fid']:.1f}). Target DDIM-50 KID within {kid_slack:g}x of DDPM's: "
+                  f"{'met' if kid_ok else 'not met'}"),
+        criterion=(f"DDPM's full reverse process costs >= {gan_ratio_min:g}x a GAN's one call per sample AND >= "
+                   f"{speed_min:g}x DDIM-50 (the cost follows the number of network calls)"),
+        verdict=_verdict(ok))
+
+
+@evaluator("C17")
+def _c17(c: dict) -> Finding | None:
+    speed_min, fid_slack = 3.0, 1.5
+    models = _generative(c).get("models", {})
+    diff = {n: r for n, r in models.items() if r.get("kind") == "diffusion"}
+    latent = sorted(n for n, r in diff.items() if r.get("space") == "latent")
+    if not latent:
+        return None
+    lat = latent[0]
+    pixels = sorted(n for n, r in diff.items() if r.get("space") == "pixel" and r.get("schedule") == diff[lat]["schedule"])
+    if not pixels:
+        return None
+    pix = pixels[0]
+
+    def epoch(name: str) -> float | None:
+        secs = (c.get(f"diffusion/{name}", {}).get("cost") or {}).get("train_seconds_per_epoch")
+        return sum(secs) / len(secs) if secs else None
+
+    e_pix, e_lat = epoch(pix), epoch(lat)
+    s_pix, s_lat = _sampling_seconds(c, pix, diff[pix]["set"]), _sampling_seconds(c, lat, diff[lat]["set"])
+    if None in (e_pix, e_lat, s_pix, s_lat) or diff[pix]["set"] != diff[lat]["set"]:
+        return None
+    train_x, sample_x = e_pix / e_lat, s_pix / s_lat
+    ceiling = _generative(c).get("autoencoder")
+    ok = train_x >= speed_min and sample_x >= speed_min and diff[lat]["fid"] <= fid_slack * diff[pix]["fid"]
+    return Finding(
+        experiment=(f"diffusion stage: `{lat}` (denoiser on the autoencoder's latents) against `{pix}` (pixels), same "
+                    f"schedule, epochs and sampler ({diff[lat]['set']}); evaluate_generative FID at the common N"),
+        measured=(f"training {e_pix:.3g} vs {e_lat:.3g} s / epoch ({train_x:.1f}x), sampling {s_pix:.3g} vs {s_lat:.3g} "
+                  f"s / 1000 ({sample_x:.1f}x, decoding included); FID {diff[pix]['fid']:.1f} vs {diff[lat]['fid']:.1f}"
+                  + (f"; the autoencoder's reconstructions score FID {ceiling['fid']:.1f} (the ceiling)" if ceiling else "")),
+        criterion=(f"latent diffusion >= {speed_min:g}x cheaper per training epoch AND per sample, AND its FID <= "
+                   f"{fid_slack:g}x the pixel model's"),
+        verdict=_verdict(ok))
+
+
+@evaluator("C18")
+def _c18(c: dict) -> Finding | None:
+    acc_min, lift_min, scale_at = 0.9, 0.5, 3.0
+    g = _diffusion_sets(c, "guidance")
+    by_scale = {r["scale"]: (n, r) for n, _, r in g}
+    if scale_at not in by_scale or 0.0 not in by_scale:
+        return None
+    cfg, r3 = by_scale[scale_at]
+    r0 = by_scale[0.0][1]
+    ok = r3["conditional_accuracy"] >= acc_min and r3["conditional_accuracy"] - r0["conditional_accuracy"] >= lift_min
+    parts = [f"s = {s:g}: accuracy {100 * r['conditional_accuracy']:.1f}%, recall {r['recall']:.3f}, FID {r['fid']:.1f}"
+             for s, (_, r) in sorted(by_scale.items())]
+    return Finding(
+        experiment=(f"diffusion stage, `{cfg}` (class embedding, labels dropped in training): classifier-free guidance "
+                    f"at scales {sorted(by_scale)}, N = {r3['n']} requested evenly over the classes; the pipeline's "
+                    "classifier labels the samples"),
+        measured="; ".join(parts),
+        criterion=(f"conditional accuracy >= {100 * acc_min:.0f}% at s = {scale_at:g} AND >= {100 * lift_min:.0f} "
+                   "points above the unconditional model's (s = 0)"),
         verdict=_verdict(ok))

@@ -84,10 +84,48 @@ def gan_saturation() -> pd.DataFrame:
     return pd.DataFrame(saturation_curves())
 
 
+def diffusion_loss(reports: Path) -> pd.DataFrame:
+    """(model, iter, images, loss) from every ``diffusion/<config>/log.tsv``."""
+    frames = [pd.read_csv(p, sep="\t").assign(model=p.parent.name) for p in sorted(reports.glob("diffusion/*/log.tsv"))]
+    cols = ["model", "iter", "images", "loss"]
+    return pd.concat([f[cols] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def _diffusion_sets(reports: Path, role: str) -> list[dict]:
+    path = reports / "generative" / "metrics.json"
+    if not path.is_file():
+        return []
+    sets = json.loads(path.read_text()).get("diffusion") or {}
+    return [{"config": c, "set": k, **r} for c, s in sorted(sets.items()) for k, r in sorted(s.items())
+            if r.get("role") == role]
+
+
+def diffusion_samplers(reports: Path) -> pd.DataFrame:
+    """C16: (model = config and sampler family, steps, seconds_per_1000, kid, kid_std, fid) of every
+    sweep set; the seconds come from ``cost/diffusion/<config>.json`` (this run's machine)."""
+    rows = []
+    for r in _diffusion_sets(reports, "sweep"):
+        cost = reports / "cost" / "diffusion" / f"{r['config']}.json"
+        secs = json.loads(cost.read_text()).get("sampling_seconds_per_1000", {}) if cost.is_file() else {}
+        family = "DDPM" if r["sampler"] == "ddpm" else f"DDIM eta={r['eta']:g}"
+        rows.append({"model": f"{r['config']} {family}", "steps": r["steps"], "seconds_per_1000": secs.get(r["set"]),
+                     "kid": r["kid"], "kid_std": r["kid_std"], "fid": r["fid"]})
+    cols = ["model", "steps", "seconds_per_1000", "kid", "kid_std", "fid"]
+    return pd.DataFrame(rows, columns=cols).sort_values(["model", "steps"], kind="stable") if rows else pd.DataFrame(columns=cols)
+
+
+def diffusion_guidance(reports: Path) -> pd.DataFrame:
+    """C18: (model = config, scale, conditional_accuracy, recall, fid, kid) of every guidance set."""
+    cols = ["model", "scale", "conditional_accuracy", "recall", "fid", "kid"]
+    rows = [{"model": r["config"], **{k: r[k] for k in cols[1:]}} for r in _diffusion_sets(reports, "guidance")]
+    return pd.DataFrame(rows, columns=cols).sort_values(["model", "scale"], kind="stable") if rows else pd.DataFrame(columns=cols)
+
+
 def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
     """Write ``robustness.tsv``, ``worst_case.tsv``, ``robustness_l2.tsv``, ``training.tsv``,
     ``defense_monitor.tsv``, ``certified.tsv``, ``backdoor_rates.tsv`` and the GAN tables
-    (``gan_fid.tsv``, ``gan_trace.tsv``, ``gan_probe.tsv``, ``gan_saturation.tsv``) under ``out``."""
+    (``gan_fid.tsv``, ``gan_trace.tsv``, ``gan_probe.tsv``, ``gan_saturation.tsv``) and the diffusion
+    tables (``diffusion_loss.tsv``, ``diffusion_samplers.tsv``, ``diffusion_guidance.tsv``) under ``out``."""
     reports, out = Path(reports), Path(out)
     rob = robustness_long(reports)
     tables = {"robustness.tsv": rob,
@@ -103,6 +141,9 @@ def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
     tables["gan_trace.tsv"] = trace[~trace["model"].isin(wgan)]  # a critic's output is not a probability
     tables["gan_probe.tsv"] = gan_long(reports, "probe.tsv", ["d_step", "d_fake", "ratio"])
     tables["gan_saturation.tsv"] = gan_saturation()
+    tables["diffusion_loss.tsv"] = diffusion_loss(reports)
+    tables["diffusion_samplers.tsv"] = diffusion_samplers(reports)
+    tables["diffusion_guidance.tsv"] = diffusion_guidance(reports)
     for name, frame in tables.items():
         atomic_write_text(out / name, _tsv(frame))
     return [out / name for name in tables]

@@ -30,6 +30,10 @@ def image_rows(rows: list[tuple[str, torch.Tensor, list[str] | None]], path: str
         for c in range(n):
             ax = axes[r][c]
             ax.axis("off")
+            # Hidden axes draw nothing either way; invisible ones also skip the tick layout that
+            # title placement computes for every axes (a third of the figure's time).
+            ax.xaxis.set_visible(False)
+            ax.yaxis.set_visible(False)
             if c >= len(imgs):
                 continue
             img = imgs[c].permute(1, 2, 0).squeeze(-1).numpy()

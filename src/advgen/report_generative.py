@@ -85,7 +85,7 @@ def _generative(collected: dict) -> list[Section]:
         rows.append([name, _fid_ci(r), _f(r["kid"], 3), _f(r["precision"], 3), _f(r["recall"], 3),
                      r["coverage"]["classes_covered"], _f(r["coverage"]["kl_uniform"], 3),
                      f"{r['stacked']['modes_covered']} (KL {r['stacked']['kl_uniform']:.2f})" if "stacked" in r else "—",
-                     _f(cost.get(name, {}).get("seconds_per_1000"), 2)])
+                     _f(_seconds_per_1000(collected, cost, name, r), 2)])
         if "large" in r:
             large.append([name, r["large"]["n"], _f(r["large"]["fid"]), _f(r["large"]["kid"], 3),
                           _f(r["large"]["precision"], 3), _f(r["large"]["recall"], 3)])
@@ -103,7 +103,8 @@ def _generative(collected: dict) -> list[Section]:
                   f"{100 * m['min_share']:g}% of the samples and KL(class histogram ‖ uniform). The floor scores N test "
                   "images against the same N training images: no model can be expected to beat it. Stacked: the "
                   "3-channel GAN's samples are scored channel by channel; its modes are the classifier's triples. "
-                  "Sampling: wall seconds per 1,000 images on this run's machine (`reports/cost/generative_sampling.json`)."),
+                  "Sampling: wall seconds per 1,000 images on this run's machine (`reports/cost/generative_sampling.json`; "
+                  "diffusion models: their main set's sampler, `reports/cost/diffusion/`)."),
         Table(["model", "FID [95% CI]", "KID", "precision", "recall", "classes covered", "KL", "stacked modes of 1000",
                "s / 1000 samples"], rows),
         Paragraph(inception),
@@ -116,6 +117,14 @@ def _generative(collected: dict) -> list[Section]:
         blocks += [Paragraph(f"The GANs again at N = {large[-1][1]} (the literature's sample size; no interval)."),
                    Table(["model", "N", "FID", "KID", "precision", "recall"], large)]
     return [Section("Generative evaluation", blocks), *_collapse(m), *_codes(m, collected)]
+
+
+def _seconds_per_1000(collected: dict, cost: dict, name: str, r: dict) -> float | None:
+    """A GAN's sampling cost (measured by evaluate_generative), or a diffusion model's main set's
+    (measured by its diffusion stage, decoding included)."""
+    if r.get("kind") == "diffusion":
+        return (collected.get(f"diffusion/{name}", {}).get("cost") or {}).get("sampling_seconds_per_1000", {}).get(r["set"])
+    return cost.get(name, {}).get("seconds_per_1000")
 
 
 def _collapse(m: dict) -> list[Section]:

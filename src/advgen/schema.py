@@ -628,6 +628,7 @@ class EvaluateGenerativeConfig:
     kid_subset_size: int = _sized()
     n_paths: int = _sized()  # C14 interpolation paths
     n_arith: int = _sized()  # C14 codes per class mean and per arithmetic test
+    diffusion: list[str] = field(default_factory=list)  # diffusion.configs names: every sample set they drew
     feature_sha256: str | None = None  # pin: refuse a feature network whose weights hash differs
     inception_weights: str | None = None  # a local Inception weights file (never downloaded); null: not available
     pr_k: int = 3  # Kynkaanniemi et al.
@@ -653,12 +654,171 @@ class EvaluateGenerativeConfig:
         require(self.interp_steps >= 3, "interp_steps", f"must be >= 3, found {self.interp_steps}")
         require(0 <= self.monotone_tol < 1, "monotone_tol", f"must lie in [0, 1), found {self.monotone_tol}")
 
+DIFFUSION_SCHEDULES = ("cosine", "linear")  # advgen.generative.diffusion.SCHEDULES
+DIFFUSION_SAMPLERS = ("ddim", "ddpm")  # advgen.generative.diffusion.SAMPLERS
+DIFFUSION_SPACES = ("latent", "pixel")
+LATENT_SIDES = (7, 14)  # advgen.generative.autoencoder.SIDES: one or two stride-2 stages from 28x28
+
+
+@dataclass
+class AutoencoderConfig:
+    """The ``autoencoder`` stage: latent diffusion's encoder and decoder (C17)."""
+
+    latent: list[int]  # (channels, height, width) of the latent
+    width: int  # channels of the first convolution (doubled per stride-2 stage)
+    batch_size: int
+    lr: float
+    epochs: int = _sized()
+    n_train: int = _sized()  # 0 = all
+    n_recon: int = _sized()  # test images reconstructed for the FID ceiling (= evaluate_generative's n)
+
+    def validate(self) -> None:
+        require(len(self.latent) == 3 and all(isinstance(v, int) and v >= 1 for v in self.latent), "latent",
+                f"must be three positive integers [channels, height, width], found {self.latent}")
+        require(self.latent[1] == self.latent[2] and self.latent[1] in LATENT_SIDES, "latent",
+                f"the autoencoder maps 28x28 images to a square latent of side {list(LATENT_SIDES)} "
+                f"(one or two stride-2 stages), found {self.latent}")
+        for key in ("width", "batch_size", "epochs", "n_recon"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        require(self.n_train >= 0, "n_train", f"must be >= 0, found {self.n_train}")
+        require(self.lr > 0, "lr", f"must be > 0, found {self.lr}")
+
+
+@dataclass
+class SamplerParams:
+    """One sampler: ``ddpm`` (ancestral, every one of the T steps) or ``ddim`` with steps and eta."""
+
+    sampler: str
+    steps: int
+    eta: float = 0.0
+
+    def validate(self) -> None:
+        require(self.sampler in DIFFUSION_SAMPLERS, "sampler",
+                f"must be one of {list(DIFFUSION_SAMPLERS)}, found {self.sampler!r}")
+        require(self.steps >= 1, "steps", f"must be >= 1, found {self.steps}")
+        require(0 <= self.eta <= 1, "eta", f"must lie in [0, 1], found {self.eta}")
+
+    @property
+    def name(self) -> str:
+        return f"ddpm{self.steps}" if self.sampler == "ddpm" else f"ddim{self.steps}_eta{self.eta:g}"
+
+
+@dataclass
+class DiffusionSpec:
+    """One entry of ``diffusion.configs``: a denoiser, its space and its noise schedule."""
+
+    schedule: str  # linear | cosine
+    space: str = "pixel"  # pixel | latent (the autoencoder stage's latents)
+    conditional: bool = False  # a class embedding with label dropout (classifier-free guidance)
+    base: int = 16  # U-Net width of the first level
+    mults: list[int] = field(default_factory=lambda: [1, 2, 2])  # width multipliers, one per resolution
+    sweep: bool = False  # C16: also every sampler of diffusion.sweep at n_sweep
+    guidance: bool = False  # C18: also every scale of diffusion.guidance_scales at n_guidance
+    snapshot: bool = False  # C15: also the EMA weights at snapshot_iters, sampled at n_sample
+
+    def validate(self) -> None:
+        require(self.schedule in DIFFUSION_SCHEDULES, "schedule",
+                f"must be one of {list(DIFFUSION_SCHEDULES)}, found {self.schedule!r}")
+        require(self.space in DIFFUSION_SPACES, "space", f"must be one of {list(DIFFUSION_SPACES)}, found {self.space!r}")
+        require(self.base >= 1, "base", f"must be >= 1, found {self.base}")
+        require(len(self.mults) >= 1 and all(m >= 1 for m in self.mults), "mults",
+                f"must be positive multipliers, found {self.mults}")
+        require(not self.guidance or self.conditional, "guidance", "needs conditional: true (a class embedding)")
+
+    @property
+    def num_classes(self) -> int:
+        return 10 if self.conditional else 0
+
+
+@dataclass
+class DiffusionConfig:
+    """The ``diffusion`` stage: one denoiser per entry of ``configs`` (a DVC foreach), trained
+    and sampled with every sampler its flags ask for."""
+
+    configs: dict
+    batch_size: int
+    lr: float
+    ema_decay: float
+    p_uncond: float  # classifier-free guidance: probability of dropping the label in training
+    log_every: int
+    grid: int
+    strip_seeds: int  # rows of the denoising-trajectory strip
+    strip_frames: int  # x_T ... x_0 frames per row
+    guidance_scales: list  # C18
+    T: int = _sized()  # diffusion steps
+    main_sampler: dict = _sized()  # every config's unconditional set at n_sample
+    sweep: list = _sized()  # C16: sampler dicts
+    epochs: int = _sized()
+    n_train: int = _sized()  # 0 = all
+    n_sample: int = _sized()  # the main set (default: evaluate_generative's n, so it compares with the GANs)
+    n_sweep: int = _sized()  # per sampler of the sweep
+    n_guidance: int = _sized()  # per guidance scale
+    snapshot_iters: int = _sized()  # C15: the EMA weights at this iteration (equal training wall time)
+    nproc: int = 1  # > 1 runs under torchrun (gloo on CPU, nccl on GPU)
+
+    def validate(self) -> None:
+        require(len(self.configs) >= 1, "configs", "must name at least one diffusion config")
+        require(self.T >= 1, "T", f"must be >= 1, found {self.T}")
+        for key in ("batch_size", "log_every", "grid", "strip_seeds", "strip_frames", "epochs", "n_sample",
+                    "n_sweep", "n_guidance", "nproc"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        require(self.n_train >= 0, "n_train", f"must be >= 0, found {self.n_train}")
+        require(self.snapshot_iters >= 0, "snapshot_iters", f"must be >= 0, found {self.snapshot_iters}")
+        require(self.lr > 0, "lr", f"must be > 0, found {self.lr}")
+        require(0 <= self.ema_decay < 1, "ema_decay", f"must lie in [0, 1), found {self.ema_decay}")
+        require(0 <= self.p_uncond < 1, "p_uncond", f"must lie in [0, 1), found {self.p_uncond}")
+        require(len(self.guidance_scales) >= 1 and all(s >= 0 for s in self.guidance_scales), "guidance_scales",
+                f"must be scales >= 0, found {self.guidance_scales}")
+        require(len(set(self.guidance_scales)) == len(self.guidance_scales), "guidance_scales",
+                f"names a scale twice: {self.guidance_scales}")
+        for i, item in enumerate([self.main_sampler, *self.sweep]):
+            where = "main_sampler" if i == 0 else f"sweep[{i - 1}]"
+            s = from_dict(SamplerParams, item or {}, f"diffusion.{where}")
+            require(s.steps <= self.T, where, f"steps must be <= T = {self.T}, found {s.steps}")
+            require(s.sampler != "ddpm" or s.steps == self.T, where,
+                    f"the ancestral ddpm sampler takes all T = {self.T} steps, found steps = {s.steps}")
+        for name in self.configs:
+            self.spec(name)
+
+    def spec(self, name: str) -> DiffusionSpec:
+        """The validated entry ``diffusion.configs.<name>``."""
+        if name not in self.configs:
+            raise ConfigError(f"params.yaml: diffusion config {name!r} is not in diffusion.configs {sorted(self.configs)}")
+        return from_dict(DiffusionSpec, self.configs[name] or {}, f"diffusion.configs.{name}")
+
+    def sampler(self, item: dict) -> SamplerParams:
+        return from_dict(SamplerParams, item, "diffusion.sampler")
+
+    def plan(self, name: str) -> dict[str, dict[str, Any]]:
+        """The sample sets of config ``name``, in drawing order: set name -> {role, sampler, steps,
+        eta, n[, scale, guided][, frames, strip_seeds]}. The main set is unconditional (the null
+        class of a conditional model)."""
+        spec, main = self.spec(name), self.sampler(self.main_sampler)
+        base = lambda s: {"sampler": s.sampler, "steps": s.steps, "eta": float(s.eta)}  # noqa: E731
+        plan = {main.name: {"role": "main", **base(main), "n": self.n_sample}}
+        if not spec.sweep:
+            plan[main.name].update(frames=self.strip_frames, strip_seeds=self.strip_seeds)
+        if spec.snapshot and self.snapshot_iters:
+            plan[f"snapshot_{main.name}"] = {"role": "snapshot", **base(main), "n": self.n_sample}
+        if spec.sweep:
+            for item in self.sweep:
+                s = self.sampler(item)
+                plan[f"sweep_{s.name}"] = {"role": "sweep", **base(s), "n": self.n_sweep}
+                if s.sampler == "ddpm":  # the lecture's "image appearing over time": the full reverse process
+                    plan[f"sweep_{s.name}"].update(frames=self.strip_frames, strip_seeds=self.strip_seeds)
+        if spec.guidance:
+            for scale in self.guidance_scales:
+                plan[f"guidance_s{scale:g}"] = {"role": "guidance", **base(main), "n": self.n_guidance,
+                                                "scale": float(scale), "guided": True}
+        return plan
+
 
 SECTIONS: dict[str, type] = {"ingest": IngestConfig, "train": TrainConfig, "attack": AttackConfig,
                              "transfer": TransferConfig, "forge": ForgeConfig, "patch": PatchConfig,
                              "dimension": DimensionConfig, "defend": DefendConfig, "sanitize": SanitizeConfig,
                              "certify": CertifyConfig, "poison": PoisonConfig,
                              "backdoor_defense": BackdoorDefenseConfig, "gan": GANConfig,
+                             "autoencoder": AutoencoderConfig, "diffusion": DiffusionConfig,
                              "evaluate_generative": EvaluateGenerativeConfig}
 TOP_LEVEL = ("profile", "seed", "device", *SECTIONS, "profiles")
 
@@ -749,17 +909,31 @@ def _check_backdoors(train: TrainConfig, poison: PoisonConfig, bd: BackdoorDefen
                           f"trained on clean data (data: prepared), found data = {ref!r}")
 
 
-def _check_generative(gan: GANConfig, ev: EvaluateGenerativeConfig) -> None:
-    """Every scored model is a GAN config (later: a diffusion config)."""
+def _check_generative(gan: GANConfig, ev: EvaluateGenerativeConfig, diff: DiffusionConfig,
+                      ae: AutoencoderConfig) -> None:
+    """Every scored model is a GAN or diffusion config; the diffusion sets and the autoencoder's
+    reconstructions are drawn at evaluate_generative's N, so their scores compare with the GANs'."""
     unknown = [m for m in ev.models if m not in gan.configs]
     if unknown:
         raise ConfigError(f"params.yaml: 'evaluate_generative.models' names {unknown}, which are not generative "
                           f"models; expected some of gan.configs {sorted(gan.configs)}")
+    unknown = [m for m in ev.diffusion if m not in diff.configs]
+    if unknown:
+        raise ConfigError(f"params.yaml: 'evaluate_generative.diffusion' names {unknown}, which are not diffusion "
+                          f"configs; expected some of diffusion.configs {sorted(diff.configs)}")
+    both = sorted(set(ev.models) & set(ev.diffusion))
+    if both:
+        raise ConfigError(f"params.yaml: {both} are named both as GANs and as diffusion configs; names must be unique")
+    for key, n in (("diffusion.n_sample", diff.n_sample), ("autoencoder.n_recon", ae.n_recon),
+                   ("diffusion.n_sweep", diff.n_sweep), ("diffusion.n_guidance", diff.n_guidance)):
+        if n > ev.n:
+            raise ConfigError(f"params.yaml: the profile's '{key}' = {n} exceeds 'evaluate_generative.n' = {ev.n}, "
+                              "the real images its sets are scored against")
 
 
 def _check_cross(cfgs: dict[str, Any]) -> None:
     attack, transfer, dimension = cfgs["attack"], cfgs["transfer"], cfgs["dimension"]
-    _check_generative(cfgs["gan"], cfgs["evaluate_generative"])
+    _check_generative(cfgs["gan"], cfgs["evaluate_generative"], cfgs["diffusion"], cfgs["autoencoder"])
     _check_defend(cfgs["defend"], cfgs["train"], cfgs["certify"])
     _check_backdoors(cfgs["train"], cfgs["poison"], cfgs["backdoor_defense"])
     _check_transfer_eps(transfer.eps, attack.eps_linf)

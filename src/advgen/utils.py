@@ -5,6 +5,7 @@ import os
 import resource
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,42 @@ def deterministic_kernels() -> None:
     if torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class _DeferredDynamo(types.ModuleType):
+    """Stands in for ``torch._dynamo`` until something needs more than eager mode asks of it.
+
+    ``torch.optim`` imports ``torch._dynamo`` (1.1 to 1.5 s) the first time an optimizer is
+    built or stepped, only to call ``graph_break()`` (a no-op outside compilation) and to wrap
+    a few methods in ``disable(fn)`` (which, with no compiler active, calls ``fn``). This stub
+    answers those two exactly as eager mode does; any other attribute (``torch.compile``, DDP,
+    a submodule import) imports the real module, which then replaces the stub. The arithmetic
+    of every optimizer is unchanged: the same ``torch.optim`` code runs, minus the wrappers.
+    """
+
+    @staticmethod
+    def graph_break(msg: str = "") -> None:
+        return None
+
+    @staticmethod
+    def disable(fn=None, recursive: bool = True, *args: Any, **kwargs: Any):
+        return fn if fn is not None else (lambda f: f)
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get("torch._dynamo") is self:
+            del sys.modules["torch._dynamo"]
+        if torch.__dict__.get("_dynamo") is self:
+            del torch._dynamo
+        import importlib
+
+        return getattr(importlib.import_module("torch._dynamo"), name)
+
+
+def defer_dynamo() -> None:
+    """Install :class:`_DeferredDynamo` unless ``torch._dynamo`` is already imported (stage
+    processes only: they never compile)."""
+    if "torch._dynamo" not in sys.modules:
+        sys.modules["torch._dynamo"] = _DeferredDynamo("torch._dynamo")
 
 
 def generator(seed: int) -> torch.Generator:

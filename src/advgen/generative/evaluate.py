@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def score(net: FeatureNet, real: torch.Tensor, real_feats: torch.Tensor, fake: t
     if boot:
         lo, hi = bootstrap_fid(real_feats, fake_feats, s.n_boot, generator)
         out["fid_ci95"] = [lo, hi]
-    out["kid"], out["kid_std"] = kid(net, real, fake, s.kid_subsets, min(s.kid_subset_size, len(fake), len(real)), seed)
+    # subsets of at most half the set: a subset of the whole set is the set, and KID's spread would read 0
+    size = min(s.kid_subset_size, len(fake) // 2, len(real) // 2)
+    out["kid"], out["kid_std"] = kid(net, real, fake, s.kid_subsets, size, seed)
     out["precision"], out["recall"] = precision_recall(real_feats, fake_feats, s.pr_k)
     return out
 
@@ -193,3 +196,44 @@ def evaluate_model(name: str, folder: Path, log: Path, net: FeatureNet, real: Re
     if trace is not None:
         out["gradient_trace"] = trace
     return out, extras
+
+
+def evaluate_samples(images: torch.Tensor, labels: torch.Tensor | None, net: FeatureNet, real: RealSets, s: Settings,
+                     generator: torch.Generator, seed: int) -> dict:
+    """Score a set of saved samples (n, 1, H, W) in [0, 1] (a diffusion model's, or the
+    autoencoder's reconstructions) exactly as a GAN's: at n = N against the same N real images;
+    a smaller set (a sampler sweep, a guidance scale) against the first n of them. With the
+    requested ``labels`` (n,), also the conditional accuracy: the share the classifier assigns to
+    the requested class."""
+    n = len(images)
+    if n > len(real.train):
+        raise ValueError(f"a sample set of {n} images exceeds evaluate_generative's N = {len(real.train)} real images")
+    out = score(net, real.train[:n], real.train_feats[:n], images, s, generator, seed)
+    pred = classify(net, images).argmax(1)
+    out["coverage"] = class_coverage(pred, s.num_classes, s.min_share)
+    if labels is not None:
+        out["conditional_accuracy"] = float((pred == labels).float().mean())
+    return out
+
+
+def evaluate_diffusion(folder: Path, net: FeatureNet, real: RealSets, s: Settings,
+                       stream: Callable[[str], torch.Generator], seed: int) -> tuple[dict, dict]:
+    """Every sample set a diffusion config drew (``models/diffusion/<name>``). Returns the main
+    set's scores (a row beside the GANs', ``kind`` diffusion) and the other sets' scores by name;
+    ``stream(set name)`` gives each set its own random stream."""
+    from .store import load_samples, read_sidecar
+
+    meta = read_sidecar(folder, "denoiser", "diffusion")
+    main, others = None, {}
+    for name, item in load_samples(folder).items():
+        out = evaluate_samples(item["images"], item["labels"], net, real, s, stream(name), seed)
+        out.update({k: item[k] for k in ("role", "sampler", "steps", "eta") if k in item})
+        if "scale" in item:
+            out["scale"] = item["scale"]
+        if item["role"] == "main":
+            main = {**out, "kind": "diffusion", "set": name, "space": meta["space"], "schedule": meta["schedule"]}
+        else:
+            others[name] = out
+    if main is None:
+        raise ValueError(f"{folder}/samples.json: no main sample set")
+    return main, others

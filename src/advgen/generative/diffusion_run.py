@@ -1,0 +1,128 @@
+"""One diffusion config end to end: data (pixels or latents), the U-Net, training, and every
+sample set the config asks for. :func:`fit_diffusion` and :func:`sample_sets` are what the
+``diffusion`` stage calls."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..models import to_layout
+from .autoencoder import Autoencoder
+from .diffusion import (DiffusionStep, SamplerSpec, TrainHistory, alphas_cumprod, ema_copy, sample, to_image,
+                        to_model, train_diffusion)
+from .unet import UNet
+
+
+def seeded_init(build, generator: torch.Generator) -> nn.Module:
+    """Build a network whose default initialisation draws from a seed taken from ``generator``,
+    inside a forked RNG: the global RNG is neither used nor changed."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+@dataclass
+class DiffusionFit:
+    ema: nn.Module  # the EMA weights: what samples and is saved
+    hist: TrainHistory
+    data_shape: tuple[int, int, int]  # (C, H, W) of what the network denoises
+
+
+def model_space(x: torch.Tensor, ae: Autoencoder | None, batch_size: int = 1000) -> torch.Tensor:
+    """Images (N, 1, 28, 28) in [0, 1] -> what the network denoises: [-1, 1] pixels, or the
+    autoencoder's unit-scaled latents (N, c, h, w)."""
+    if ae is None:
+        return to_model(x)
+    dev = ae.scale.device
+    with torch.no_grad():
+        return torch.cat([ae.encode(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
+
+
+def to_images(x: torch.Tensor, ae: Autoencoder | None, batch_size: int = 1000) -> torch.Tensor:
+    """The inverse of :func:`model_space`: samples in model space -> images in [0, 1] (on the CPU)."""
+    if ae is None:
+        return to_image(x)
+    dev = ae.scale.device
+    with torch.no_grad():
+        return torch.cat([ae.decode(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
+
+
+def fit_diffusion(spec, x: torch.Tensor, y: torch.Tensor | None, ae: Autoencoder | None, *, T: int, epochs: int,
+                  batch_size: int, lr: float, ema_decay: float, p_uncond: float, log_every: int, snapshot_iters: int,
+                  generator: torch.Generator, device: torch.device, rank: int = 0, world: int = 1) -> DiffusionFit:
+    """Train the denoiser of ``spec`` (a :class:`advgen.schema.DiffusionSpec`) on images x
+    (N, 1, 28, 28) in [0, 1] with labels y (N,) (None for an unconditional model).
+
+    ``generator`` draws, in order: the network's initial weights, the batch order, then per step
+    t, the noise and the label dropout."""
+    data = model_space(x, ae).to(device)  # (N, C, H, W)
+    shape = tuple(data.shape[1:])
+    levels = len(spec.mults) - 1
+    if shape[1] % 2 ** levels or shape[2] % 2 ** levels:
+        raise ValueError(f"params.yaml: 'diffusion.configs.<name>.mults' has {len(spec.mults)} levels, so the U-Net halves "
+                         f"its input {levels} time(s), but the {spec.space} data are {shape[1]}x{shape[2]}; "
+                         f"use at most {1 + _halvings(shape[1])} levels")
+    net = seeded_init(lambda: UNet(shape[0], spec.base, tuple(spec.mults), spec.num_classes), generator)
+    net = to_layout(net.to(device))
+    data = data.contiguous(memory_format=torch.channels_last)
+    ema = ema_copy(net)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    step = DiffusionStep(net, alphas_cumprod(spec.schedule, T), opt, generator, p_uncond if spec.num_classes else 0.0,
+                         ema, ema_decay, rank, world)
+    labels = None if not spec.num_classes or y is None else y.to(device)
+    hist = train_diffusion(step, data, labels, epochs, batch_size, generator, log_every, snapshot_iters)
+    return DiffusionFit(ema, hist, shape)
+
+
+def _halvings(side: int) -> int:
+    k = 0
+    while side % 2 == 0:
+        side //= 2
+        k += 1
+    return k
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """0, 1, ..., num_classes - 1, 0, 1, ...: n requested classes, as even as n allows."""
+    return torch.arange(n) % num_classes
+
+
+def timed_sample(model: nn.Module, sampler: SamplerSpec, spec, T: int, shape, n: int, generator: torch.Generator,
+                 ae: Autoencoder | None, device, labels=None, scale: float = 0.0, frames: int = 0):
+    """Images (n, 1, 28, 28) in [0, 1], the strip frames as images, and the wall seconds
+    (a one-step warm-up first: the first call pays one-off allocation costs)."""
+    warm = SamplerSpec("ddim", 1, 0.0)
+    sample(model, warm, spec.schedule, T, shape, min(n, 8), torch.Generator().manual_seed(0),
+           clip=ae is None, device=device)
+    start = time.perf_counter()
+    z, strip = sample(model, sampler, spec.schedule, T, shape, n, generator, labels, scale, clip=ae is None,
+                      frames=frames, device=device)
+    x = to_images(z, ae)
+    seconds = time.perf_counter() - start
+    return x, [to_images(f, ae) for f in strip], seconds
+
+
+def sample_sets(fit_model: nn.Module, spec, plan: dict, T: int, shape, ae: Autoencoder | None,
+                generator: torch.Generator, device, snapshot: nn.Module | None = None):
+    """Every set of ``plan`` (see :func:`advgen.schema.DiffusionConfig.plan`): name -> {images,
+    labels, role, sampler, steps, eta, scale}; plus the trajectory strip (frames of (k, 1, 28, 28))
+    and the wall seconds per set. Sets are drawn in plan order from ``generator``."""
+    sets, seconds, strip = {}, {}, []
+    for name, item in plan.items():
+        model = snapshot if item["role"] == "snapshot" else fit_model
+        sampler = SamplerSpec(item["sampler"], item["steps"], item["eta"])
+        labels = balanced_labels(item["n"], spec.num_classes) if item.get("guided") else None
+        frames = item.get("frames", 0)
+        x, frames_img, secs = timed_sample(model, sampler, spec, T, shape, item["n"], generator, ae, device,
+                                           labels, item.get("scale", 0.0), frames)
+        if frames:
+            strip = [f[:item["strip_seeds"]] for f in frames_img]
+        sets[name] = {"images": x, "labels": labels,
+                      **{k: item[k] for k in ("role", "sampler", "steps", "eta")},
+                      **({"scale": item["scale"]} if item.get("guided") else {})}
+        seconds[name] = secs
+    return sets, strip, seconds
