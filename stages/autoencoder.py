@@ -41,18 +41,19 @@ def train_autoencoder(params: dict) -> dict:
     ae = seeded_init(lambda: Autoencoder(tuple(cfg.latent), cfg.width), gen)
     ae = to_layout(ae.to(device))
     fit = fit_autoencoder(ae, to_float(x).to(device).contiguous(memory_format=torch.channels_last),
-                          cfg.epochs, cfg.batch_size, cfg.lr, gen)
+                          cfg.epochs, cfg.batch_size, cfg.lr, gen, cfg.kl_weight)
     test = to_float(xte[:cfg.n_recon]).to(device).contiguous(memory_format=torch.channels_last)
     recon, scores = reconstruction_scores(ae, test)
     sidecar = {"produced_by": "autoencoder", "profile": common.profile, "seed": common.seed,
                "arch_kwargs": {"latent": list(cfg.latent), "width": cfg.width},
-               "config": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "n_train": len(x)},
-               "scale": float(ae.scale)}
+               "config": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "kl_weight": cfg.kl_weight,
+                          "n_train": len(x)},
+               "shift": ae.shift.tolist(), "scale": ae.scale.tolist()}
     with atomic_dir("models/autoencoder") as tmp:
         save_module(ae, tmp, "autoencoder", sidecar)
         save_samples(tmp, {"reconstructions": {"images": recon, "labels": None, "role": "reconstruction"}})
     metrics = round_floats({**sidecar["config"], "latent": list(cfg.latent), "latent_numbers": int(torch.tensor(cfg.latent).prod()),
-                            "pixels": 28 * 28, "scale": float(ae.scale), "n_test": len(test),
+                            "pixels": 28 * 28, "shift": ae.shift.tolist(), "scale": ae.scale.tolist(), "n_test": len(test),
                             "test_mse": scores["mse"], "test_psnr_db": scores["psnr_db"],
                             "train_mse_final": fit.log[-1]["train_mse"]})
     with atomic_dir("reports/autoencoder") as tmp:

@@ -20,7 +20,8 @@ import torch
 from advgen import headline, stage
 from advgen.data import dataset_dir, load_split, subset, to_float
 from advgen.generative.autoencoder import Autoencoder
-from advgen.generative.diffusion_run import fit_diffusion, sample_sets
+from advgen.generative.diffusion_run import Curve, fit_diffusion, sample_sets
+from advgen.generative.features import load_feature_net
 from advgen.generative.store import load_module, save_module, save_samples
 from advgen.generative.unet import n_params
 from advgen.plots import grid_png
@@ -50,10 +51,13 @@ def train_diffusion_config(params: dict, name: str) -> dict | None:
     if spec.space == "latent":
         ae = load_module("models/autoencoder", "autoencoder", "autoencoder",
                          lambda kw: Autoencoder(tuple(kw["latent"]), kw["width"]), device)
-    fit = fit_diffusion(spec, to_float(x), y, ae, T=cfg.T, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+    net = load_feature_net(cfg.feature_model, device=device)
+    curve = Curve(net, cfg.n_fid, cfg.curve_steps, cfg.n_boot_curve, cfg.converge_window if cfg.converge else 0)
+    epochs = cfg.epochs * spec.epoch_factor
+    fit = fit_diffusion(spec, to_float(x), y, ae, T=cfg.T, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                         ema_decay=cfg.ema_decay, p_uncond=cfg.p_uncond, log_every=cfg.log_every,
                         snapshot_iters=cfg.snapshot_iters if spec.snapshot else 0, generator=gen, device=device,
-                        rank=rank, world=world)
+                        rank=rank, world=world, warmup=cfg.warmup, curve=curve)
     if rank != 0:
         return None
     snapshot = None
@@ -67,8 +71,9 @@ def train_diffusion_config(params: dict, name: str) -> dict | None:
                "arch_kwargs": arch, "schedule": spec.schedule, "T": cfg.T, "space": spec.space,
                "data_shape": list(fit.data_shape),
                "autoencoder_sha256": ae.sidecar["weights_sha256"] if ae is not None else None,
-               "config": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "ema_decay": cfg.ema_decay,
-                          "p_uncond": cfg.p_uncond if spec.conditional else None, "n_train": len(x), "nproc": cfg.nproc}}
+               "config": {"epochs": epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup": cfg.warmup,
+                          "ema_decay": cfg.ema_decay, "p_uncond": cfg.p_uncond if spec.conditional else None,
+                          "n_train": len(x), "nproc": cfg.nproc}}
     with atomic_dir(Path("models/diffusion") / name) as tmp:
         save_module(fit.ema, tmp, "denoiser", sidecar)
         if snapshot is not None:
@@ -78,6 +83,11 @@ def train_diffusion_config(params: dict, name: str) -> dict | None:
     metrics = round_floats({
         "name": name, **{k: sidecar[k] for k in ("schedule", "T", "space", "data_shape")},
         "conditional": spec.conditional, "params": n_params(fit.ema), **sidecar["config"], "iters": fit.hist.iters,
+        "epochs_run": fit.hist.epochs, "converged_at": fit.hist.converged_at, "converge_window": cfg.converge_window,
+        "stopped_by": "convergence" if fit.hist.converged_at is not None else "budget",
+        "feature_model": cfg.feature_model, "feature_sha256": net.sha256, "n_fid": cfg.n_fid,
+        "curve_sampler": f"ddim{cfg.curve_steps}_eta0",
+        "fid_curve": [p.row("epoch") for p in fit.hist.fid],
         "snapshot_iters": cfg.snapshot_iters if snapshot is not None else None,
         "loss_final": log[-1]["loss"], "loss_first": log[0]["loss"],
         "sets": {k: {f: v for f, v in s.items() if f not in ("images", "labels")} | {"n": len(s["images"])}
@@ -86,6 +96,8 @@ def train_diffusion_config(params: dict, name: str) -> dict | None:
     with atomic_dir(Path("reports/diffusion") / name) as tmp:
         atomic_write_json(tmp / "metrics.json", metrics)
         (tmp / "log.tsv").write_text(pd.DataFrame(log).to_csv(sep="\t", index=False, float_format="%.6g"))
+        fid = [{**p.row("epoch"), "iter": p.step * fit.hist.iters // max(fit.hist.epochs, 1)} for p in fit.hist.fid]
+        (tmp / "fid.tsv").write_text(pd.DataFrame(fid).to_csv(sep="\t", index=False, float_format="%.6g"))
         (tmp / "samples.png").write_bytes(grid_png(sets[main]["images"][:cfg.grid ** 2], cfg.grid))
         if strip:
             rows = torch.stack(strip, 1).flatten(0, 1)  # (seeds * frames, 1, 28, 28): one seed per row

@@ -2,8 +2,9 @@
 
 Usage: ``python stages/evaluate_generative.py``. Writes ``reports/generative/metrics.json``
 (per model: FID with a bootstrap 95% interval, KID, precision/recall, class or mode coverage,
-C14's code probes; every sample set of each diffusion config, the autoencoder's reconstructions;
-the real-vs-real floor; the feature network's sha256), an interpolation grid
+C14's code probes, the memorised share; every sample set of each diffusion config, the autoencoder's
+reconstructions; the real-vs-real floor; the memorisation threshold and real-vs-real share under
+``memorisation``; the feature network's sha256), an interpolation grid
 per single-channel GAN, the headline, and the sampling cost per 1,000 images
 (``reports/cost/generative_sampling.json``; timings never go into metrics).
 """
@@ -18,7 +19,7 @@ from advgen import headline, stage
 from advgen.plots import grid_png
 from advgen.data import dataset_dir, subset_index, to_float
 from advgen.generative.evaluate import (Settings, check_sizes, evaluate_diffusion, evaluate_model, evaluate_samples,
-                                        floor, load_real, score)
+                                        floor, load_real, memorisation, score, split_features)
 from advgen.generative.features import extract, load_feature_net
 from advgen.generative.models import load_generator
 from advgen.generative.scores import inception_fid
@@ -47,13 +48,15 @@ def evaluate(params: dict) -> None:
     real, xtr, xte = load_real(dataset_dir(params["ingest"]["dataset"]), cfg.n, gen)
     check_sizes(s, len(xtr), len(xte))
     real.train_feats = extract(net, real.train)
+    m = cfg.n_memorisation or max(len(xtr), len(xte))  # 0: every image of both splits
+    real.memo = memorisation(split_features(net, xtr[:m]), split_features(net, xte[:m]))
     large = None
     if cfg.n_large:
         big = to_float(xtr[subset_index(len(xtr), cfg.n_large, gen)])
         large = (big, extract(net, big))
     stacked_ref = to_float(stack_channels(xtr, gen)[0][:cfg.n_stacked])  # real triples: the reference mode count
     metrics = {"feature_model": cfg.feature_model, "feature_sha256": net.sha256, "n": cfg.n,
-               "n_large": cfg.n_large, "pr_k": cfg.pr_k, "min_share": cfg.min_share,
+               "n_large": cfg.n_large, "pr_k": cfg.pr_k, "min_share": cfg.min_share, "memorisation": real.memo.record(),
                "floor": floor(net, real, s, model_stream(common.seed, "floor"), common.seed, stacked_ref),
                "models": {}}
     if large is not None:  # the floor at the literature's N too
@@ -71,9 +74,11 @@ def evaluate(params: dict) -> None:
     if cfg.diffusion:
         metrics["diffusion"] = {}
         for name in cfg.diffusion:
-            main, others = evaluate_diffusion(Path("models/diffusion") / name, net, real, s,
+            rows, others = evaluate_diffusion(Path("models/diffusion") / name, net, real, s,
                                               lambda k, m=name: model_stream(common.seed, f"{m}/{k}"), common.seed)
-            metrics["models"][name] = main
+            metrics["models"][name] = rows["main"]
+            if "uncond" in rows:  # a conditional model's unconditional mode: its own row
+                metrics["models"][f"{name}_uncond"] = rows["uncond"]
             metrics["diffusion"][name] = others
         if any(m.get("space") == "latent" for m in metrics["models"].values()):  # latent diffusion's ceiling
             from advgen.generative.store import load_samples

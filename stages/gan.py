@@ -2,7 +2,7 @@
 
 Usage: ``python stages/gan.py <name>``. Writes ``models/gan/<name>/`` (generator safetensors +
 sidecar), ``reports/gan/<name>/`` (metrics, training log, FID curve, the C11 probe, a sample
-grid per epoch) and the headline. With ``gan.nproc > 1`` it relaunches itself under torchrun
+grid at every FID point) and the headline. With ``gan.nproc > 1`` it relaunches itself under torchrun
 (gloo on CPU, nccl on GPU); only rank 0 writes.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from advgen.data import dataset_dir, load_split, subset, to_float
 from advgen.generative.gan import GANSchedule
 from advgen.generative.models import save_generator
 from advgen.generative.features import load_feature_net
-from advgen.generative.training import fit_gan
+from advgen.generative.training import early_d_fake, fit_gan
 from advgen.schema import GANConfig, load_section
 from advgen.training import setup
 from advgen.utils import atomic_dir, atomic_write_json, deterministic_kernels, round_floats
@@ -44,23 +44,28 @@ def train_gan_config(params: dict, name: str) -> None:
     x, _ = subset(x, y, cfg.n_train, gen)
     real = to_float(x)  # (N, 1, 28, 28) in [0, 1]
     feature_net = load_feature_net(cfg.feature_model, device=device)
-    schedule = GANSchedule(cfg.epochs, cfg.batch_size, spec.d_steps, cfg.log_every, cfg.trace_iters, cfg.fid_every)
-    run = fit_gan(spec, schedule, real, feature_net, n_fid=cfg.n_fid, grid=cfg.grid,
-                  probe_steps=cfg.probe_steps, generator=gen, device=device)
+    schedule = GANSchedule(cfg.g_steps, cfg.batch_size, spec.d_steps, cfg.log_every, cfg.trace_iters, cfg.fid_every,
+                           cfg.converge, cfg.converge_window, cfg.ema_decay)
+    run = fit_gan(spec, schedule, real, feature_net, n_fid=cfg.n_fid, grid=cfg.grid, probe_steps=cfg.probe_steps,
+                  n_boot=cfg.n_boot_curve, generator=gen, device=device)
     if rank != 0:
         return
     sidecar = {"name": name, "produced_by": "gan", "profile": common.profile, "seed": common.seed,
                "arch_kwargs": {"z_dim": spec.z_dim, "channels": 3 if spec.stacked else 1, "width": spec.width},
-               "config": {**spec.config(), "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-                          "n_train": len(real), "nproc": cfg.nproc},
+               "config": {**spec.config(), "g_steps": cfg.g_steps, "batch_size": cfg.batch_size,
+                          "n_train": len(real), "ema_decay": cfg.ema_decay, "nproc": cfg.nproc},
                "feature_model": cfg.feature_model, "feature_sha256": feature_net.sha256}
     with atomic_dir(Path("models/gan") / name) as tmp:
         save_generator(run.g, tmp, sidecar)
     last = run.log[-1]
     metrics = round_floats({
-        "name": name, **sidecar["config"], "g_iters": run.g_iters, "d_iters": run.d_iters,
+        "name": name, **sidecar["config"], "g_iters": run.g_iters, "d_iters": run.d_iters, "epochs": run.epochs,
         "feature_model": cfg.feature_model, "feature_sha256": feature_net.sha256, "n_fid": cfg.n_fid,
         "fid_curve_final": run.fid[-1]["fid"], "fid_curve_best": min(r["fid"] for r in run.fid),
+        "fid_curve": [{k: r[k] for k in ("g_iter", "fid", "fid_lo", "fid_hi")} for r in run.fid],
+        "converged_at": run.converged_at, "converge_window": cfg.converge_window,
+        "stopped_by": "convergence" if run.converged_at is not None else "budget",
+        "early_d_fake": early_d_fake(run.log, cfg.trace_iters) if spec.loss != "wgan_gp" else None,  # no probabilities
         "final": {k: last[k] for k in ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm")},
         "probe": ({"d_steps": run.probe[-1]["d_step"], "d_fake_end": run.probe[-1]["d_fake"],
                    "ratio_start": run.probe[0]["ratio"], "ratio_end": run.probe[-1]["ratio"]}
@@ -72,8 +77,8 @@ def train_gan_config(params: dict, name: str) -> None:
         if run.probe:
             (tmp / "probe.tsv").write_text(_tsv(run.probe))
         (tmp / "samples").mkdir()
-        for epoch, imgs in enumerate(run.grids, 1):
-            (tmp / "samples" / f"epoch_{epoch:02d}.png").write_bytes(grid_png(imgs, cfg.grid))  # make_grid + save_image
+        for g_iter, imgs in run.grids.items():
+            (tmp / "samples" / f"g{g_iter:06d}.png").write_bytes(grid_png(imgs, cfg.grid))  # make_grid + save_image
     headline.write(f"gan/{name}", headline.gan(metrics))
 
 

@@ -200,6 +200,7 @@ def _gan_collected(probe_end: float, fids: dict[str, tuple[float, float, float]]
     """Synthetic collected metrics for the GAN claims: ``fids`` maps config -> (fid, lo, hi)."""
     runs = {"minimax": ("minimax", 1), "nonsat": ("non_saturating", 1), "nonsat_k2": ("non_saturating", 2)}
     c = {f"gan/{n}": {"metrics": {"loss": loss, "d_steps": k, "stacked": False, "final": {"d_fake": 0.4},
+                                  "g_iters": 2500, "g_steps": 2500, "n_fid": 2000, "converged_at": None,
                                   "probe": {"d_steps": 200, "ratio_start": 1.0, "ratio_end": probe_end,
                                             "d_fake_end": 0.002}}}
          for n, (loss, k) in runs.items()}
@@ -222,6 +223,22 @@ def test_c11_needs_the_ratio_and_a_lower_fid(probe_end, ns_fid, verdict):
     c = _gan_collected(probe_end, {"minimax": (70, 60, 80), "nonsat": ns_fid, "nonsat_k2": (80, 75, 85)})
     row = {r["id"]: r for r in claims_table(c)}["C11"]
     assert row["verdict"] == verdict and "ratio non-sat / minimax 1.00 with D untrained" in row["measured"]
+
+
+def test_gan_claims_compare_at_equal_generator_updates():
+    """A GAN whose curve flattened early is compared with the other at their last common G update."""
+    c = _gan_collected(400.0, {"minimax": (70, 60, 80), "nonsat": (50, 45, 55), "nonsat_k2": (40, 35, 44)})
+    curve = lambda *pts: [{"g_iter": i, "fid": f, "fid_lo": f - 5, "fid_hi": f + 5} for i, f in pts]  # noqa: E731
+    c["gan/nonsat"]["metrics"].update(g_iters=1500, converged_at=1500, fid_curve=curve((500, 90), (1000, 80), (1500, 79)))
+    c["gan/nonsat_k2"]["metrics"]["fid_curve"] = curve((500, 95), (1000, 60), (1500, 50), (2000, 45), (2500, 44))
+    c["gan/minimax"]["metrics"]["fid_curve"] = curve((500, 60), (1000, 70), (1500, 95), (2000, 99), (2500, 99))
+    rows = {r["id"]: r for r in claims_table(c)}
+    assert "FID curves at G update 1500" in rows["C12"]["measured"] and rows["C12"]["verdict"] == "supported"
+    assert "nonsat: curve flat at G update 1500" in rows["C12"]["measured"]
+    assert "nonsat_k2: budget of 2500 G updates ended first" in rows["C12"]["measured"]
+    assert "FID curves at G update 1500" in rows["C11"]["measured"] and rows["C11"]["verdict"] == "supported"
+    c["gan/nonsat_k2"]["metrics"]["fid_curve"][2]["fid_hi"] = 80  # now overlaps nonsat's [74, 84] at 1500
+    assert {r["id"]: r for r in claims_table(c)}["C12"]["verdict"] == "not_supported"
 
 
 def test_c12_c13_c14_follow_their_criteria():
@@ -276,8 +293,8 @@ def test_diffusion_claims_follow_their_criteria():
     rows = {r["id"]: r for r in claims_table(_diffusion_collected())}
     assert [rows[c]["verdict"] for c in ("C15", "C16", "C17", "C18")] == ["supported"] * 4
     assert "Lower FID on this CPU budget: linear" in rows["C15"]["measured"]
-    assert "20.0x faster" in rows["C16"]["measured"] and "Target DDIM-50 KID within 1.5x of DDPM's: met" in rows["C16"]["measured"]
-    assert "(5.0x)" in rows["C17"]["measured"]
+    assert "20.0x faster" in rows["C16"]["measured"] and "Target DDIM-50 KID within 1.2x of DDPM's: met" in rows["C16"]["measured"]
+    assert "(5.0x; whole training 200 vs 20 s)" in rows["C17"]["measured"]
     for kw, cid in ((dict(snap_recall=0.1), "C15"), (dict(recall=0.15), "C15"), (dict(snap_s=450.0), "C15"),
                     (dict(ddim50_s=30.0), "C16"),
                     (dict(ddpm_s=15.0, ddim50_s=0.5), "C16"), (dict(lat_epoch=50.0), "C17"), (dict(lat_sample=10.0), "C17"),

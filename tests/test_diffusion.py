@@ -2,6 +2,8 @@
 guidance, the autoencoder, the files, the sample-set scores and the params checks, on tiny data."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -240,7 +242,7 @@ def test_a_conditional_model_produces_the_requested_class():
     """Trained on dark (0) and bright (1) images, guided samples come out in the requested class."""
     x, y = _toy(512)
     model = _unet(2, seed=3)
-    _train(model, x, y, 400, T=50, p_uncond=0.2, seed=3)
+    _train(model, x, y, 1000, T=50, p_uncond=0.2, seed=3)  # 400 steps passed only through the DDIM clipping bug
     labels = torch.tensor([0, 1] * 16)
     z, _ = D.sample(model, D.SamplerSpec("ddim", 20), "linear", 50, (1, 8, 8), 32, _gen(4), labels, 3.0)
     brightness = D.to_image(z).mean((1, 2, 3))
@@ -271,13 +273,84 @@ def test_autoencoder_learns_and_scales_its_latents():
     x = F.interpolate(x, size=28)  # 4 blocky patterns, 128 images
     ae = seeded_init(lambda: Autoencoder((4, 7, 7), 8), _gen(1))
     before = reconstruction_scores(ae, x)[1]["mse"]
-    fit = fit_autoencoder(ae, x, 30, 32, 3e-3, _gen(2))
+    fit = fit_autoencoder(ae, x, 30, 32, 3e-3, _gen(2), kl_weight=1e-4)
     rec, scores = reconstruction_scores(ae, x)
     assert scores["mse"] < 0.3 * before and rec.shape == x.shape
     assert fit.log[-1]["train_mse"] < fit.log[0]["train_mse"]
     z = model_space(x, ae)
-    assert z.shape == (128, 4, 7, 7) and float(z.std()) == pytest.approx(1.0, rel=1e-3)
+    # each channel standardised on its own: mean 0, standard deviation 1 over the training set
+    assert z.shape == (128, 4, 7, 7)
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-3)
+    raw = ae.posterior(x)[0]
+    assert not torch.allclose(raw.std(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3)).mean().expand(4), rtol=0.05)  # scales differ
     assert torch.allclose(to_images(z, ae), rec, atol=1e-5)
+
+
+def test_the_kl_term_is_the_closed_form_kl_to_a_standard_normal():
+    from advgen.generative.autoencoder import kl_to_standard_normal
+
+    g = _gen(3)
+    mean, logvar = torch.randn(2, 4, 7, 7, generator=g), torch.randn(2, 4, 7, 7, generator=g)
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mean, (0.5 * logvar).exp()),
+                                            torch.distributions.Normal(0.0, 1.0)).mean()
+    assert float(kl_to_standard_normal(mean, logvar)) == pytest.approx(float(ref), rel=1e-5)
+    assert float(kl_to_standard_normal(torch.zeros(3), torch.zeros(3))) == 0.0
+
+
+def test_the_autoencoder_loss_adds_the_weighted_kl_to_the_sample_mse():
+    from advgen.generative.autoencoder import ae_loss, kl_to_standard_normal
+
+    ae = seeded_init(lambda: Autoencoder((4, 7, 7), 8), _gen(1))
+    x = torch.rand(8, 1, 28, 28, generator=_gen(2))
+    total, mse = ae_loss(ae, x, 0.5, _gen(5))
+    mean, logvar = ae.posterior(x)
+    z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=_gen(5))  # the same posterior sample
+    assert float(mse) == pytest.approx(float(F.mse_loss(ae.decoder(z), x)), rel=1e-5)
+    assert float(total) == pytest.approx(float(mse) + 0.5 * float(kl_to_standard_normal(mean, logvar)), rel=1e-5)
+
+
+def test_the_learning_rate_warms_up_linearly_then_stays():
+    from advgen.generative.diffusion_run import warmup_schedule
+
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    sched = warmup_schedule(opt, 4)
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_the_block_embedding_goes_through_silu_before_its_projection():
+    """Ho et al. and diffusers: emb -> SiLU -> Linear, added after the first convolution."""
+    from advgen.generative.unet import ResBlock
+
+    block = ResBlock(4, 16, 8)
+    seen = []
+    block.emb.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    x, emb = torch.randn(2, 4, 6, 6, generator=_gen(0)), torch.randn(2, 8, generator=_gen(1)) * 3
+    block(x, emb)
+    assert torch.equal(seen[0], F.silu(emb))
+
+
+def test_training_stops_once_the_curve_flattens_but_not_before_the_snapshot():
+    from advgen.generative.curve import CurvePoint
+
+    x = D.to_model(_toy(128)[0])  # 2 batches of 64 per epoch
+    fids = {1: (100, 95, 105), 2: (60, 50, 70), 3: (58, 48, 68), 4: (57, 47, 67), 5: (56, 46, 66)}
+    def run(snapshot_iters, window=3):
+        model = _unet()
+        step = D.DiffusionStep(model, D.alphas_cumprod("linear", 50), torch.optim.Adam(model.parameters()), _gen(), 0.0,
+                               D.ema_copy(model))
+        return D.train_diffusion(step, x, None, 5, 64, _gen(1), log_every=1, snapshot_iters=snapshot_iters,
+                                 fid_fn=lambda e: CurvePoint(e, *fids[e]), converge_window=window)
+    h = run(0)
+    assert h.converged_at == 4 and h.epochs == 4 and h.iters == 8 and len(h.fid) == 4
+    assert run(0, window=0).epochs == 5  # no stopping rule: the whole budget
+    h = run(9)  # the snapshot is at iteration 9, in epoch 5
+    assert h.converged_at == 5 and h.snapshot is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +433,7 @@ def _error(edit) -> str:
      "'diffusion.main_sampler.eta' must lie in [0, 1], found 1.5"),
     (lambda p: p["diffusion"]["configs"]["cosine"].update(schedule="sigmoid"),
      "'diffusion.configs.cosine.schedule' must be one of ['cosine', 'linear']"),
-    (lambda p: p["diffusion"]["configs"]["latent"].update(guidance=True),
+    (lambda p: p["diffusion"]["configs"]["latent"].update(guidance=True, conditional=False),
      "'diffusion.configs.latent.guidance' needs conditional: true"),
     (lambda p: p["diffusion"].update(guidance_scales=[0, -1]), "'diffusion.guidance_scales' must be scales >= 0"),
     (lambda p: p["diffusion"].update(guidance_scales=[0, 3, 3]), "'diffusion.guidance_scales' names a scale twice"),
@@ -383,8 +456,16 @@ def test_plan_lists_every_set_in_drawing_order():
     plan = cfg.plan("linear")
     names = list(plan)
     assert names[0] == "ddim50_eta0" and plan[names[0]]["role"] == "main" and plan[names[0]]["n"] == 2000
-    assert names[1] == "snapshot_ddim50_eta0"
+    # a conditional model's main set is conditional (guidance 1, balanced classes); its null label a set of its own
+    assert plan["ddim50_eta0"]["guided"] and plan["ddim50_eta0"]["scale"] == 1.0
+    assert names[1] == "uncond_ddim50_eta0" and plan[names[1]]["role"] == "unconditional" and "guided" not in plan[names[1]]
+    assert names[2] == "snapshot_ddim50_eta0" and "guided" not in plan[names[2]]
     assert plan["sweep_ddpm1000"]["frames"] == 11 and "frames" not in plan["ddim50_eta0"]
     assert [plan[k]["scale"] for k in names if k.startswith("guidance")] == [0.0, 1.0, 3.0, 5.0]
     assert len([k for k in names if k.startswith("sweep_")]) == 11
-    assert list(cfg.plan("latent")) == ["ddim50_eta0"] and cfg.plan("latent")["ddim50_eta0"]["frames"] == 11
+    assert list(cfg.plan("latent")) == ["ddim50_eta0", "uncond_ddim50_eta0"]
+    assert cfg.plan("latent")["ddim50_eta0"]["frames"] == 11
+    params = copy.deepcopy(PARAMS)
+    params["diffusion"]["configs"]["latent"]["conditional"] = False
+    unconditional = load_section(DiffusionConfig, params, "diffusion", "default").plan("latent")
+    assert list(unconditional) == ["ddim50_eta0"] and "guided" not in unconditional["ddim50_eta0"]

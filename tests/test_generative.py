@@ -3,6 +3,7 @@ on small data (8x8 digits and their CNN), mode coverage, code probes, params che
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -11,11 +12,13 @@ from torch import nn
 from advgen.config import load_params
 from advgen.generative import gan as G
 from advgen.generative.codes import arithmetic, interpolation
+from advgen.generative.curve import CurvePoint, ema_copy, flattened
 from advgen.generative.evaluate import Settings, check_sizes, gradient_trace, read_columns
 from advgen.generative.features import FeatureNet, extract, frechet_distance, load_feature_net
 from advgen.generative.models import build_pair, generate, load_generator, save_generator
 from advgen.generative.scores import (bootstrap_fid, class_coverage, expected_modes_uniform, fid, kid,
-                                      kl_to_uniform, precision_recall, stacked_modes)
+                                      kl_to_uniform, memorisation_threshold, memorised_share, nearest_distance,
+                                      precision_recall, stacked_modes)
 from advgen.schema import GAN_LOSSES
 from tests.conftest import ROOT, params_error
 
@@ -64,15 +67,15 @@ def test_gradient_penalty_of_a_linear_critic_is_its_weight_norm_minus_one_square
     assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
 
 
-def _tiny_run(loss: str, d_steps: int, seed: int = 0, epochs: int = 1, n: int = 256):
+def _tiny_run(loss: str, d_steps: int, seed: int = 0, g_steps: int = 4, n: int = 256, fids=None, **kw):
     gen = torch.Generator().manual_seed(seed)
-    g, d = build_pair(8, 1, 8, gen)
+    g, d = build_pair(8, 1, 8, gen, "none" if loss == "wgan_gp" else "batch")
     real = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(99))
     opt_g, opt_d = torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
     step = G.GANStep(g, d, loss, opt_g, opt_d, gen, 10.0)
-    sched = G.GANSchedule(epochs, 32, d_steps, log_every=2, trace_iters=3, fid_every=3)
-    fids = iter(range(100))
-    hist = G.train_gan(step, n, lambda idx: real[idx], sched, gen, lambda: float(next(fids)))
+    sched = G.GANSchedule(g_steps, 32, d_steps, log_every=2, trace_iters=3, fid_every=kw.pop("fid_every", 3), **kw)
+    fids = iter(fids if fids is not None else [(v, v, v) for v in range(100)])
+    hist = G.train_gan(step, n, lambda idx: real[idx], sched, gen, lambda i: CurvePoint(i, *next(fids)))
     return g, hist
 
 
@@ -83,8 +86,9 @@ def test_training_is_deterministic_and_counts_k_discriminator_steps(loss):
     for a, b in zip(g1.state_dict().values(), g2.state_dict().values()):
         assert torch.equal(a, b)
     assert h1.log == h2.log
-    assert h1.d_iters == 8 and h1.g_iters == 4  # 256 images / 32 per D step, one G step per 2 D steps
-    assert [r["g_iter"] for r in h1.fid] == [3, 4]  # every 3 G iterations and at the end
+    assert h1.d_iters == 8 and h1.g_iters == 4  # 4 G updates, 2 D steps (one batch of 32) before each
+    assert h1.epochs == 1.0  # 8 batches of 32 = the 256 images once
+    assert [p.step for p in h1.fid] == [3, 4]  # every 3 G iterations and at the end
     traced = [r for r in h1.log if "g_grad_minimax" in r]
     assert len(traced) == (0 if loss == "wgan_gp" else 3)
     assert {"d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm"} <= set(h1.log[0])
@@ -97,13 +101,78 @@ def test_d_steps_below_one_is_refused():
         G.GANSchedule(1, 32, 0)
 
 
-def test_a_budget_with_no_generator_step_is_refused():
+def test_fewer_images_than_a_batch_and_a_zero_budget_are_refused():
+    gen = torch.Generator().manual_seed(0)
+    g, d = build_pair(8, 1, 8, gen, "none")
+    step = G.GANStep(g, d, "wgan_gp", torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters()), gen, 10.0)
+    with pytest.raises(ValueError, match="gan: 20 training images are fewer than one batch of 32"):
+        G.train_gan(step, 20, lambda idx: torch.rand(len(idx), 1, 28, 28), G.GANSchedule(1, 32, 5), gen)
+    with pytest.raises(ValueError, match="g_steps must be >= 1, found 0"):
+        G.GANSchedule(0, 32)
+
+
+def test_the_budget_is_generator_updates_across_epochs():
+    """k = 2 takes twice the D steps for the same G updates, running on into a second pass over the data."""
+    _, h1 = _tiny_run("non_saturating", 1, g_steps=12)
+    _, h2 = _tiny_run("non_saturating", 2, g_steps=12)
+    assert (h1.g_iters, h1.d_iters, h1.epochs) == (12, 12, 1.5)  # 8 batches per epoch
+    assert (h2.g_iters, h2.d_iters, h2.epochs) == (12, 24, 3.0)
+
+
+def test_training_stops_once_the_fid_curve_has_flattened():
+    falling = [(100.0 - 20 * i, 95.0 - 20 * i, 105.0 - 20 * i) for i in range(10)]  # disjoint intervals
+    flat = falling[:2] + [(60.0, 50.0, 70.0), (58.0, 48.0, 68.0), (57.0, 47.0, 67.0), (56.0, 46.0, 66.0)]
+    _, h = _tiny_run("non_saturating", 1, g_steps=12, fids=falling, fid_every=2, converge=True)
+    assert h.g_iters == 12 and h.converged_at is None and len(h.fid) == 6  # the budget ended first
+    _, h = _tiny_run("non_saturating", 1, g_steps=12, fids=flat, fid_every=2, converge=True)
+    # 80 [75, 85] does not overlap 60 [50, 70]: flat only once 60, 58 and 57 are the last three
+    assert h.converged_at == 10 and h.g_iters == 10 and [p.fid for p in h.fid] == [100, 80, 60, 58, 57]
+    _, h = _tiny_run("non_saturating", 1, g_steps=12, fids=flat, fid_every=2, converge=True, converge_window=4)
+    assert h.converged_at == 12
+    _, h = _tiny_run("non_saturating", 1, g_steps=12, fids=flat, fid_every=2, converge=False)
+    assert h.converged_at is None and h.g_iters == 12
+
+
+def test_flattened_needs_every_point_inside_every_other_points_interval():
+    pts = lambda *iv: [CurvePoint(i, f, lo, hi) for i, (f, lo, hi) in enumerate(iv)]  # noqa: E731
+    assert flattened(pts((2, 1, 3), (2.5, 1.5, 3.5), (2.2, 1.2, 3.2)), 3)
+    assert not flattened(pts((1, 0, 2), (2.5, 1.5, 3.5), (4, 3, 5)), 3)  # neighbours agree, the ends do not
+    # the intervals overlap pairwise, but the first estimate lies outside the last interval: still falling
+    assert not flattened(pts((199, 180, 217), (179, 161, 205), (168, 144, 192)), 3)
+    assert not flattened(pts((2, 1, 3), (2, 1, 3)), 3)  # too few points
+    assert flattened(pts((9, 8, 10), (2, 1, 3), (2.5, 1.5, 3.5), (2.2, 1.2, 3.2)), 3)  # only the last window counts
+    assert flattened(pts((1, 0, 2), (2, 1, 3), (1.5, 0.5, 2.5)), 3)  # on an interval's edge agrees
+
+
+def test_the_ema_generator_follows_the_warm_up_recursion():
+    """After one G update, EMA = d0 * initial + (1 - d0) * updated with d0 = min(decay, 1/10)."""
     gen = torch.Generator().manual_seed(0)
     g, d = build_pair(8, 1, 8, gen)
-    step = G.GANStep(g, d, "wgan_gp", torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters()), gen, 10.0)
-    with pytest.raises(ValueError, match="1 epoch\\(s\\) of 100 images in whole batches of 32 give 3 discriminator steps, "
-                                         "fewer than d_steps = 5"):
-        G.train_gan(step, 100, lambda idx: torch.rand(len(idx), 1, 28, 28), G.GANSchedule(1, 32, 5), gen)
+    ema = ema_copy(g)
+    init = [p.detach().clone() for p in g.parameters()]
+    step = G.GANStep(g, d, "non_saturating", torch.optim.Adam(g.parameters(), 1e-2), torch.optim.Adam(d.parameters()), gen)
+    real = torch.rand(64, 1, 28, 28)
+    G.train_gan(step, 64, lambda idx: real[idx], G.GANSchedule(1, 32, 1, ema_decay=0.999), gen, ema=ema)
+    for e, p0, p1 in zip(ema.parameters(), init, g.parameters()):
+        assert not torch.equal(p0, p1)
+        assert torch.allclose(e, 0.1 * p0 + 0.9 * p1, atol=1e-6)
+
+
+def test_the_generator_ends_in_a_stride_one_convolution_and_d_norms_are_built():
+    """No transposed convolution straight to pixels (Odena et al.'s checkerboards)."""
+    from advgen.generative.models import DCGANDiscriminator, DCGANGenerator
+
+    g = DCGANGenerator(16, 1, 8)
+    convs = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert type(convs[-1]) is nn.Conv2d and convs[-1].stride == (1, 1) and convs[-1].kernel_size == (3, 3)
+    assert g(torch.randn(4, 16)).shape == (4, 1, 28, 28)
+    for norm, kind in (("batch", nn.BatchNorm2d), ("none", None), ("spectral", None)):
+        d = DCGANDiscriminator(1, 8, norm)
+        assert d(torch.rand(4, 1, 28, 28)).shape == (4,)
+        assert any(isinstance(m, nn.BatchNorm2d) for m in d.modules()) == (kind is not None)
+    assert any(hasattr(m, "parametrizations") for m in DCGANDiscriminator(1, 8, "spectral").modules())
+    with pytest.raises(ValueError, match="unknown discriminator norm 'layer'"):
+        DCGANDiscriminator(1, 8, "layer")
 
 
 def test_fit_gan_refuses_other_image_sizes_and_too_large_n_fid(digits):
@@ -114,19 +183,19 @@ def test_fit_gan_refuses_other_image_sizes_and_too_large_n_fid(digits):
     spec = GANSpec(loss="non_saturating")
     sched = G.GANSchedule(1, 32)
     with pytest.raises(ValueError, match="built for 28x28 grey images, but the dataset's images are \\(1, 8, 8\\)"):
-        fit_gan(spec, sched, torch.rand(64, 1, 8, 8), net, n_fid=10, grid=2, probe_steps=0,
+        fit_gan(spec, sched, torch.rand(64, 1, 8, 8), net, n_fid=10, grid=2, probe_steps=0, n_boot=5,
                 generator=torch.Generator(), device=torch.device("cpu"))
     with pytest.raises(ValueError, match="'gan.n_fid' = 100 exceeds the 64 training images"):
-        fit_gan(spec, sched, torch.rand(64, 1, 28, 28), net, n_fid=100, grid=2, probe_steps=0,
+        fit_gan(spec, sched, torch.rand(64, 1, 28, 28), net, n_fid=100, grid=2, probe_steps=0, n_boot=5,
                 generator=torch.Generator(), device=torch.device("cpu"))
 
 
 def test_the_saturation_probe_drives_d_fake_down_and_the_ratio_up():
     gen = torch.Generator().manual_seed(0)
-    g, d = build_pair(8, 1, 8, gen)
+    g, d = build_pair(8, 1, 8, gen, "none")  # BatchNorm would normalise away the brightness that tells them apart
     real = torch.rand(64, 1, 28, 28, generator=gen) * 0.2 + 0.8  # bright images, easy to tell from G's
     before = {k: v.clone() for k, v in d.state_dict().items()}
-    rows = G.saturation_probe(g, d, real, 60, 32, 1e-2, (0.5, 0.999), gen)
+    rows = G.saturation_probe(g, d, real, 60, 32, 3e-3, (0.5, 0.999), gen)  # 1e-2 diverges with 2 threads
     assert len(rows) == 61 and rows[0]["ratio"] == pytest.approx(1.0, abs=0.1)
     assert rows[-1]["d_fake"] < 0.1 and rows[-1]["ratio"] > 5
     assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())  # D itself untouched
@@ -257,6 +326,94 @@ def test_precision_recall_on_point_clouds():
     assert p > 0.9 and r < 0.3
     with pytest.raises(ValueError, match="needs more than 3 samples"):
         precision_recall(a[:3], a)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memorisation: the share of samples nearer a training image than the test set's 1st percentile
+
+
+def _gauss(n: int, seed: int, dim: int = 8) -> torch.Tensor:
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_copies_of_training_features_are_all_memorised():
+    train, test = _gauss(3000, 0), _gauss(1000, 1)
+    t = memorisation_threshold(train, test, 0.01)
+    assert t > 0.1
+    copies = train[torch.randperm(3000, generator=torch.Generator().manual_seed(2))[:500]]  # (500, 8)
+    assert memorised_share(train, copies, t) == 1.0
+    half = torch.cat([copies[:250], _gauss(250, 3) + 10])  # half copies, half far from every training point
+    assert memorised_share(train, half, t) == 0.5
+
+
+def test_samples_from_the_training_distribution_score_about_q():
+    """Held-out-like samples fall below the test set's q-quantile about q of the time: the
+    binomial spread of the share plus that of the threshold's own estimate."""
+    train, test, samples = _gauss(20000, 0), _gauss(4000, 1), _gauss(4000, 2)
+    q = 0.01
+    share = memorised_share(train, samples, memorisation_threshold(train, test, q))
+    sd = (q * (1 - q) * (1 / 4000 + 1 / 4000)) ** 0.5  # ~0.0022
+    assert abs(share - q) < 4 * sd, share
+    assert memorised_share(train, test, memorisation_threshold(train, test, q)) == pytest.approx(q, abs=1 / 4000)
+
+
+def test_threshold_is_the_hand_computed_quantile_of_nearest_training_distances():
+    train = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    test = torch.tensor([[1.0, 0.0], [8.0, 0.0], [0.0, 13.0], [5.0, 5.5], [0.0, 4.0]])
+    nearest = sorted(min(math.dist(a, b) for b in train.tolist()) for a in test.tolist())  # brute force
+    assert nearest == pytest.approx([1.0, 2.0, 3.0, 4.0, math.dist([5, 5.5], [0, 10])])
+    for q in (0.0, 0.1, 0.25, 0.6, 1.0):
+        pos = q * (len(nearest) - 1)  # linear interpolation between order statistics
+        lo = int(pos)
+        expect = nearest[lo] + (pos - lo) * (nearest[min(lo + 1, len(nearest) - 1)] - nearest[lo])
+        assert memorisation_threshold(train, test, q) == pytest.approx(expect, abs=1e-5), q
+    assert nearest_distance(train, test).tolist() == pytest.approx([1.0, 2.0, 3.0, nearest[-1], 4.0], abs=1e-5)
+
+
+def test_share_is_strictly_below_and_the_nearest_neighbour_excludes_nothing():
+    train = torch.tensor([[0.0, 0.0], [10.0, 0.0]], dtype=torch.float64)
+    test = torch.tensor([[0.0, 3.0], [0.0, 4.0], [10.0, 5.0]], dtype=torch.float64)  # nearest: 3, 4, 5
+    t = memorisation_threshold(train, test, 0.0)
+    assert t == 3.0
+    at = torch.tensor([[0.0, 3.0], [10.0, -3.0]], dtype=torch.float64)  # exactly at the threshold: not below
+    assert memorised_share(train, at, t) == 0.0
+    inside = torch.tensor([[0.0, 2.0], [10.0, 0.0], [10.0, 2.9], [0.0, 3.0]], dtype=torch.float64)
+    assert memorised_share(train, inside, t) == 0.75  # a copy (distance 0) and two nearer points; not the last
+    assert nearest_distance(train, inside).tolist() == [2.0, 0.0, 2.9, 3.0]  # the nearest, itself included
+
+
+def test_chunking_does_not_change_the_answer():
+    train, test, samples = _gauss(500, 0), _gauss(101, 1), torch.cat([_gauss(60, 2), _gauss(500, 0)[:37]])
+    whole = nearest_distance(train, samples, chunk=10_000)
+    t = memorisation_threshold(train, test, 0.05, chunk=10_000)
+    share = memorised_share(train, samples, t, chunk=10_000)
+    for chunk in (1, 7, 64, 97):
+        assert torch.equal(nearest_distance(train, samples, chunk=chunk), whole), chunk
+        assert memorisation_threshold(train, test, 0.05, chunk=chunk) == t
+        assert memorised_share(train, samples, t, chunk=chunk) == share
+    assert share == pytest.approx((37 + (whole[:60] < t).sum().item()) / 97) and (whole[60:] == 0).all()
+
+
+def test_memorisation_reference_splits_the_test_features_and_scores_every_set(digits):
+    """The threshold comes from the test images at even positions; the real-vs-real share from
+    those at odd positions against it; evaluate_samples reports a copy set as memorised."""
+    from advgen.generative.evaluate import RealSets, evaluate_samples, floor, memorisation
+
+    net, xtr, _, xte, yte = digits
+    f_train, f_test = extract(net, xtr), extract(net, xte)  # (~1600, F), (200, F)
+    m = memorisation(f_train, f_test, 0.1)
+    assert m.threshold == memorisation_threshold(f_train, f_test[0::2], 0.1)
+    assert m.real_share == memorised_share(f_train, f_test[1::2], m.threshold)
+    assert (m.n_threshold, m.n_real) == (100, 100) and 0 < m.real_share < 0.3
+    assert m.record() == {"q": 0.1, "threshold": m.threshold, "real_share": m.real_share, "n_reference": len(xtr),
+                          "n_threshold": 100, "n_real": 100}
+    real = RealSets(xtr[:200], xte, yte, extract(net, xtr[:200]), m)
+    s = Settings(200, 0, 10, 10, 5, 50, 3, 0.01, 10, 10, 11, 0.02)
+    copies = evaluate_samples(xtr[-150:], None, net, real, s, torch.Generator().manual_seed(0), 0)  # not in real.train
+    assert copies["memorised"] == 1.0
+    assert floor(net, real, s, torch.Generator().manual_seed(0), 0)["memorised"] == m.real_share
+    real.memo = None
+    assert "memorised" not in evaluate_samples(xtr[-150:], None, net, real, s, torch.Generator().manual_seed(0), 0)
 
 
 def test_mode_counts_and_kl():

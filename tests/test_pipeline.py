@@ -136,16 +136,22 @@ def _generative_outputs(repo: Path, summary: str, plot_titles: list[str]) -> Non
     ev = json.loads((repo / "reports/generative/metrics.json").read_text())
     cnn_sha = json.loads((repo / "models/cnn/model.json").read_text())["weights_sha256"]
     assert ev["feature_sha256"] == cnn_sha and ev["n"] == 200
-    assert sorted(ev["models"]) == sorted(GANS + DIFFUSIONS)
+    assert sorted(ev["models"]) == sorted(GANS + DIFFUSIONS + tuple(f"{n}_uncond" for n in DIFFUSIONS))
+    mem = ev["memorisation"]
+    assert mem["n_reference"] == 2000 and mem["n_threshold"] == mem["n_real"] == 1000 and mem["threshold"] > 0
+    assert ev["floor"]["memorised"] == mem["real_share"] and all(0 <= r["memorised"] <= 1 for r in ev["models"].values())
     assert ev["inception"]["fid"] == "not available offline"
     for name in GANS:
         assert ev["models"][name]["kind"] == "gan"
         g = load_generator(repo / "models/gan" / name)
         assert g.sidecar["feature_sha256"] == cnn_sha and g.channels == (3 if name == "stacked" else 1)
         m = json.loads((repo / f"reports/gan/{name}/metrics.json").read_text())
-        assert m["d_iters"] == 10 and m["g_iters"] == (10 if name in ("minimax", "nonsat", "stacked") else
-                                                       {"nonsat_k2": 5, "wgan_gp": 2}[name])
-        assert (repo / f"reports/gan/{name}/samples/epoch_01.png").read_bytes()[:4] == b"\x89PNG"
+        # the budget is G updates: D takes d_steps before each (640 images = 10 batches per epoch)
+        assert m["g_iters"] == 10 and m["d_iters"] == 10 * m["d_steps"] and m["epochs"] == m["d_steps"]
+        assert [p["g_iter"] for p in m["fid_curve"]] == [5, 10] and m["stopped_by"] == "budget"
+        assert all(p["fid_lo"] <= p["fid"] <= p["fid_hi"] for p in m["fid_curve"])
+        assert m["d_norm"] == ("none" if name == "wgan_gp" else "batch")
+        assert (repo / f"reports/gan/{name}/samples/g000010.png").read_bytes()[:4] == b"\x89PNG"
         assert (repo / f"reports/gan/{name}/probe.tsv").is_file() == (name != "wgan_gp")
         r = ev["models"][name]
         lo, hi = r["fid_ci95"]
@@ -176,24 +182,29 @@ def _diffusion_outputs(repo: Path, ev: dict, summary: str, plot_titles: list[str
 
     ae = load_module(repo / "models/autoencoder", "autoencoder", "autoencoder",
                      lambda kw: Autoencoder(tuple(kw["latent"]), kw["width"]))
-    assert ae.latent == (4, 7, 7) and float(ae.scale) > 0
+    assert ae.latent == (4, 7, 7) and (ae.scale > 0).all() and ae.scale.shape == ae.shift.shape == (4,)
     am = json.loads((repo / "reports/autoencoder/metrics.json").read_text())
     assert 0 < am["test_mse"] < 0.2 and am["latent_numbers"] == 196 and am["n_train"] == 640
     assert ev["autoencoder"]["n"] == 32 and ev["autoencoder"]["fid_ci95"][0] <= ev["autoencoder"]["fid"]
-    expect_sets = {"linear": 1 + 1 + 3 + 4, "cosine": 1, "latent": 1}
+    expect_sets = {"linear": 1 + 1 + 1 + 3 + 4, "cosine": 2, "latent": 2}  # main, null label, snapshot, sweep, guidance
     for name in DIFFUSIONS:
         net = load_module(repo / "models/diffusion" / name, "denoiser", "diffusion",
                           lambda kw: UNet(kw["channels"], kw["base"], tuple(kw["mults"]), kw["num_classes"]))
         assert net.sidecar["T"] == 20 and net.sidecar["space"] == ("latent" if name == "latent" else "pixel")
         m = json.loads((repo / f"reports/diffusion/{name}/metrics.json").read_text())
-        assert m["iters"] == 10 and m["epochs"] == 1 and m["loss_final"] > 0
+        epochs = 3 if name == "latent" else 1  # latent: epoch_factor 3
+        assert m["iters"] == 10 * epochs and m["epochs"] == m["epochs_run"] == epochs and m["loss_final"] > 0
+        assert [p["epoch"] for p in m["fid_curve"]] == list(range(1, epochs + 1)) and m["stopped_by"] == "budget"
         sets = load_samples(repo / "models/diffusion" / name)
-        assert len(sets) == expect_sets[name] and set(ev["diffusion"][name]) == set(sets) - {"ddim5_eta0"}
-        r = ev["models"][name]
-        assert r["kind"] == "diffusion" and r["set"] == "ddim5_eta0" and r["n"] == 32
+        assert len(sets) == expect_sets[name]
+        assert set(ev["diffusion"][name]) == set(sets) - {"ddim5_eta0", "uncond_ddim5_eta0"}
+        r, u = ev["models"][name], ev["models"][f"{name}_uncond"]
+        assert r["kind"] == "diffusion" and r["set"] == "ddim5_eta0" and r["n"] == 32 and r["mode"] == "conditional"
+        assert u["set"] == "uncond_ddim5_eta0" and u["mode"] == "unconditional" and "conditional_accuracy" not in u
+        assert "conditional_accuracy" in r  # the main set requested balanced classes
         assert (repo / f"reports/diffusion/{name}/trajectory.png").read_bytes()[:4] == b"\x89PNG"
         cost = json.loads((repo / f"reports/cost/diffusion/{name}.json").read_text())
-        assert set(cost["sampling_seconds_per_1000"]) == set(sets) and len(cost["train_seconds_per_epoch"]) == 1
+        assert set(cost["sampling_seconds_per_1000"]) == set(sets) and len(cost["train_seconds_per_epoch"]) == epochs
     lin = ev["diffusion"]["linear"]
     assert lin["sweep_ddpm20"]["n"] == 16 and lin["guidance_s3"]["n"] == 20 and lin["snapshot_ddim5_eta0"]["n"] == 32
     assert [lin[f"guidance_s{s}"]["scale"] for s in (0, 1, 3, 5)] == [0, 1, 3, 5]
@@ -203,9 +214,9 @@ def _diffusion_outputs(repo: Path, ev: dict, summary: str, plot_titles: list[str
                   "## Latent against pixel diffusion (C17)", "## Classifier-free guidance (C18)",
                   "## Diffusion against the GANs (C15)"):
         assert title in summary, title
-    for fig in ("diffusion_samplers", "diffusion_guidance"):
+    for fig in ("diffusion_samplers", "diffusion_guidance", "diffusion_fid"):
         assert (repo / f"reports/figures/{fig}.png").read_bytes()[:4] == b"\x89PNG"
-    assert sum(t.startswith(("Diffusion", "Classifier-free")) for t in plot_titles) == 3
+    assert sum(t.startswith(("Diffusion", "Classifier-free")) for t in plot_titles) == 4
 
 
 POISONED = ("badnets_05", "badnets_1", "badnets_5", "badnets_10", "badnets_src", "blended_1", "blended_5", "clean_label")
@@ -348,7 +359,7 @@ def _diffusion_claims(repo: Path, ev: dict, verdicts: dict[str, str]) -> None:
                 and a["coverage"]["kl_uniform"] <= b["coverage"]["kl_uniform"])
     sets = json.loads((repo / "reports/generative/metrics.json").read_text())["diffusion"]
     gans = {n: r for n, r in ev.items() if r["kind"] == "gan" and "stacked" not in r}
-    diff = {n: r for n, r in ev.items() if r["kind"] == "diffusion"}
+    diff = {n: r for n, r in ev.items() if r["kind"] == "diffusion" and r["mode"] == "unconditional"}  # as the GANs
     g, d = min(gans, key=lambda n: gans[n]["fid"]), min(diff, key=lambda n: diff[n]["fid"])
     top = max(r["recall"] for r in gans.values())
     snap_s = json.loads((repo / "reports/cost/diffusion/linear.json").read_text())["snapshot_seconds"]
@@ -362,7 +373,7 @@ def _diffusion_claims(repo: Path, ev: dict, verdicts: dict[str, str]) -> None:
     secs = {n: cost[n]["sampling_seconds_per_1000"]["ddim5_eta0"] for n in ("linear", "latent")}
     epochs = {n: cost[n]["train_seconds_per_epoch"][0] for n in ("linear", "latent")}
     c17 = (epochs["linear"] / epochs["latent"] >= 3 and secs["linear"] / secs["latent"] >= 3
-           and diff["latent"]["fid"] <= 1.5 * diff["linear"]["fid"])
+           and ev["latent"]["fid"] <= 1.5 * ev["linear"]["fid"])  # the main (conditional) sets
     assert verdicts["C17"] == ("supported" if c17 else "not_supported")
     g0, g3 = sets["linear"]["guidance_s0"], sets["linear"]["guidance_s3"]
     c18 = g3["conditional_accuracy"] >= 0.9 and g3["conditional_accuracy"] - g0["conditional_accuracy"] >= 0.5
@@ -385,7 +396,7 @@ def test_forced_rerun_is_byte_identical(repo: Path):
              "data/poisoned/clean_label/train.safetensors", "data/backdoor/clean_label/poison_index.json",
              "models/badnets_1/model.safetensors", "reports/backdoor/badnets_1/metrics.json",
              "models/gan/wgan_gp/generator.safetensors", "reports/gan/wgan_gp/log.tsv",
-             "reports/gan/wgan_gp/samples/epoch_01.png", "reports/generative/metrics.json",
+             "reports/gan/wgan_gp/samples/g000010.png", "reports/generative/metrics.json",
              "models/autoencoder/autoencoder.safetensors", "models/autoencoder/samples.safetensors",
              "models/diffusion/linear/denoiser.safetensors", "models/diffusion/linear/samples.safetensors",
              "reports/diffusion/linear/metrics.json", "reports/diffusion/linear/trajectory.png"]

@@ -91,8 +91,9 @@ def test_every_field_that_names_models_is_checked():
     # by _check_generative); the feature networks are classifiers
     named = [(s, f.name) for s, cls in SECTIONS.items() for f in __import__("dataclasses").fields(cls)
              if f.name in ("model", "models") and s not in ("train", "backdoor_defense", "evaluate_generative")]
-    named += [("backdoor_defense", "reference"), ("gan", "feature_model"), ("evaluate_generative", "feature_model")]
-    assert sorted(model_fields()) == sorted(named) and len(named) == 11
+    named += [("backdoor_defense", "reference"), ("gan", "feature_model"), ("diffusion", "feature_model"),
+              ("evaluate_generative", "feature_model")]
+    assert sorted(model_fields()) == sorted(named) and len(named) == 12
 
 
 def test_arch_kwargs_match_the_constructors():

@@ -91,6 +91,14 @@ def diffusion_loss(reports: Path) -> pd.DataFrame:
     return pd.concat([f[cols] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
+def diffusion_fid(reports: Path) -> pd.DataFrame:
+    """(model, epoch, iter, fid, fid_lo, fid_hi) from every ``diffusion/<config>/fid.tsv``."""
+    cols = ["model", "epoch", "iter", "fid", "fid_lo", "fid_hi"]
+    frames = [pd.read_csv(p, sep="\t").assign(model=p.parent.name) for p in sorted(reports.glob("diffusion/*/fid.tsv"))]
+    frames = [f[cols] for f in frames if set(cols) <= set(f.columns)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
 def _diffusion_sets(reports: Path, role: str) -> list[dict]:
     path = reports / "generative" / "metrics.json"
     if not path.is_file():
@@ -125,7 +133,7 @@ def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
     """Write ``robustness.tsv``, ``worst_case.tsv``, ``robustness_l2.tsv``, ``training.tsv``,
     ``defense_monitor.tsv``, ``certified.tsv``, ``backdoor_rates.tsv`` and the GAN tables
     (``gan_fid.tsv``, ``gan_trace.tsv``, ``gan_probe.tsv``, ``gan_saturation.tsv``) and the diffusion
-    tables (``diffusion_loss.tsv``, ``diffusion_samplers.tsv``, ``diffusion_guidance.tsv``) under ``out``."""
+    tables (``diffusion_loss.tsv``, ``diffusion_fid.tsv``, ``diffusion_samplers.tsv``, ``diffusion_guidance.tsv``) under ``out``."""
     reports, out = Path(reports), Path(out)
     rob = robustness_long(reports)
     tables = {"robustness.tsv": rob,
@@ -135,13 +143,14 @@ def write_plot_data(reports: str | Path, out: str | Path) -> list[Path]:
     tables["defense_monitor.tsv"] = monitor_long(tables["training.tsv"])
     tables["certified.tsv"] = certify_long(reports)
     tables["backdoor_rates.tsv"] = backdoor_rates(reports)
-    tables["gan_fid.tsv"] = gan_long(reports, "fid.tsv", ["images", "g_iter", "fid"])
+    tables["gan_fid.tsv"] = gan_long(reports, "fid.tsv", ["images", "g_iter", "fid", "fid_lo", "fid_hi"])
     trace = gan_long(reports, "log.tsv", ["images", "g_iter", "d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm"])
     wgan = {p.parent.name for p in reports.glob("gan/*/metrics.json") if json.loads(p.read_text())["loss"] == "wgan_gp"}
     tables["gan_trace.tsv"] = trace[~trace["model"].isin(wgan)]  # a critic's output is not a probability
     tables["gan_probe.tsv"] = gan_long(reports, "probe.tsv", ["d_step", "d_fake", "ratio"])
     tables["gan_saturation.tsv"] = gan_saturation()
     tables["diffusion_loss.tsv"] = diffusion_loss(reports)
+    tables["diffusion_fid.tsv"] = diffusion_fid(reports)
     tables["diffusion_samplers.tsv"] = diffusion_samplers(reports)
     tables["diffusion_guidance.tsv"] = diffusion_guidance(reports)
     for name, frame in tables.items():

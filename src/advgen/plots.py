@@ -49,8 +49,10 @@ def image_rows(rows: list[tuple[str, torch.Tensor, list[str] | None]], path: str
 
 
 def line_plot(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
-              ylim: tuple[float, float] | None = (0.0, 1.0), figsize: tuple[float, float] = (6.0, 4.0)) -> bytes:
-    """A PNG of one line per ``label -> (x, y)``, in the dict's order (deterministic bytes)."""
+              ylim: tuple[float, float] | None = (0.0, 1.0), figsize: tuple[float, float] = (6.0, 4.0),
+              bands: dict[str, tuple[list[float], list[float]]] | None = None) -> bytes:
+    """A PNG of one line per ``label -> (x, y)``, in the dict's order (deterministic bytes);
+    ``bands`` shades ``label -> (low, high)`` around that line (an interval)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +60,9 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], *, title: str,
 
     fig, ax = plt.subplots(figsize=figsize)
     for label, (x, y) in series.items():
-        ax.plot(x, y, marker="o", markersize=3, linewidth=1.5, label=label)
+        line, = ax.plot(x, y, marker="o", markersize=3, linewidth=1.5, label=label)
+        if bands and label in bands:
+            ax.fill_between(x, *bands[label], color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import plots
 from .document import Image, Paragraph, Section, Table
 from .report import _figure, _files, _models, figure, section
+from .report_generative import last_points, memorisation_sentence, memorised, stopped
 
 
 def diffusions(collected: dict) -> dict[str, dict]:
@@ -79,9 +80,17 @@ def _diffusion(collected: dict) -> list[Section]:
         r = scored.get(name)
         main = next((k for k, s in m["sets"].items() if s["role"] == "main"), None)
         rows.append([name, m["space"], m["schedule"], "yes" if m["conditional"] else "no", f"{m['params']:,}",
-                     m["iters"], _f(m["loss_first"], 3), _f(m["loss_final"], 3), _f(epoch_seconds(collected, f"diffusion/{name}")),
+                     f"{m.get('epochs_run', m['epochs'])} / {m['epochs']}", m["iters"], stopped(m, "epoch"),
+                     last_points(m.get("fid_curve", [])) or "—", _f(m["loss_final"], 3),
+                     _f(epoch_seconds(collected, f"diffusion/{name}")),
                      main or "—", _fid_ci(r) if r else "—", _f(r and r["kid"], 3), _f(r and r["recall"], 3),
-                     r["coverage"]["classes_covered"] if r else "—", _f(set_seconds(collected, name, main), 1)])
+                     r["coverage"]["classes_covered"] if r else "—", memorised(r),
+                     _f(set_seconds(collected, name, main), 1)])
+        u = scored.get(f"{name}_uncond")
+        if u:
+            rows.append([f"{name}, null label", m["space"], m["schedule"], "unconditional mode", "", "", "", "", "", "",
+                         "", u["set"], _fid_ci(u), _f(u["kid"], 3), _f(u["recall"], 3), u["coverage"]["classes_covered"],
+                         memorised(u), _f(set_seconds(collected, name, u["set"]), 1)])
         files = _files(collected, f"diffusion/{name}")
         if "samples.png" in files:
             images.append(Image(f"diffusion/{name}/samples.png", f"{name}: samples of the main set ({main})"))
@@ -93,15 +102,26 @@ def _diffusion(collected: dict) -> list[Section]:
         Paragraph(f"DDPM noise predictors (Ho et al. 2020): a small U-Net with a sinusoidal time embedding (and, for "
                   f"conditional configs, a class embedding with a null class; labels dropped with probability "
                   f"{first['p_uncond'] if first['p_uncond'] is not None else '—'} in training) predicts the noise under "
-                  f"the L2 loss; T = {first['T']}, Adam {first['lr']:g}, batch {first['batch_size']}, EMA "
-                  f"{first['ema_decay']:g} (samples come from the EMA weights), {first['epochs']} epochs over "
-                  f"{first['n_train']} training images, one seed. Schedules and samplers are diffusers' `DDPMScheduler` "
-                  "and `DDIMScheduler` (linear: Ho et al.; cosine: Nichol & Dhariwal). Each config's main set is drawn "
-                  "unconditionally (a conditional model's null label) and scored by evaluate_generative exactly as the "
-                  "GANs are. Seconds: wall time on this run's machine (cost records)."),
-        Table(["config", "space", "schedule", "conditional", "parameters", "iterations", "loss (first log)",
-               "loss (last log)", "train s / epoch", "main set", "FID [95% CI]", "KID", "recall", "classes",
-               "s / 1000 samples"], rows),
+                  f"the L2 loss; T = {first['T']}, Adam {first['lr']:g} after a linear warm-up of "
+                  f"{first.get('warmup', 0)} steps, batch {first['batch_size']}, EMA "
+                  f"{first['ema_decay']:g} (samples come from the EMA weights), at most {first['epochs']} epochs over "
+                  f"{first['n_train']} training images, one seed. After every epoch a point of the FID curve "
+                  f"(n = {first.get('n_fid', '—')} samples by {first.get('curve_sampler', '—')} from fixed noise, "
+                  "conditional models at guidance 1 with balanced classes, against as many training images); "
+                  f"training stops once its last {first.get('converge_window', 3)} points agree within their 95% "
+                  "bootstrap intervals (\"curve flat\"), else the budget ended first. Schedules and samplers are "
+                  "diffusers' `DDPMScheduler` and `DDIMScheduler` (linear: Ho et al.; cosine: Nichol & Dhariwal). A "
+                  "conditional config's main set is its conditional samples (guidance 1, classes balanced), what it "
+                  "was trained to do; its unconditional mode (the null label, trained on the dropped 10% of labels) "
+                  "is a row of its own (\"null label\"), the one compared with the unconditional GANs. Every set is "
+                  "scored by evaluate_generative exactly as the GANs are. Seconds: wall time on this run's machine "
+                  "(cost records)."
+                  + memorisation_sentence(generative(collected))),
+        Table(["config", "space", "schedule", "conditional", "parameters", "epochs / budget", "iterations", "stopped",
+               "FID curve, last 3 points", "loss (last log)", "train s / epoch", "set", "FID [95% CI]", "KID",
+               "recall", "classes", "memorised %", "s / 1000 samples"], rows),
+        *_figure(collected, "figures/diffusion_fid.png", "FID along training, one point per epoch, with 95% bootstrap "
+                                                         "intervals"),
         *images]
     return [Section("Diffusion models (C15–C18)", blocks), *_samplers(collected), *_latent(collected, d),
             *_guidance(collected), *_versus(collected, d)]
@@ -119,8 +139,8 @@ def _samplers(collected: dict) -> list[Section]:
                  if base and base.get("seconds_per_1000") and r.get("seconds_per_1000") else None)
         table.append([r["config"], r["sampler"].upper(), r["steps"], "—" if r["sampler"] == "ddpm" else f"{r['eta']:g}",
                       r["n"], f"{r['kid']:.3f} ± {r['kid_std']:.3f}", _fid_ci(r), _f(r["precision"], 3),
-                      _f(r["recall"], 3), r["coverage"]["classes_covered"], _f(r.get("seconds_per_1000"), 1),
-                      _f(speed, 1)])
+                      _f(r["recall"], 3), r["coverage"]["classes_covered"], memorised(r),
+                      _f(r.get("seconds_per_1000"), 1), _f(speed, 1)])
     n = rows[0]["n"]
     return [Section("Samplers: DDPM against DDIM (C16)", [
         Paragraph(f"One model, every sampler at the same N = {n} (the full DDPM reverse process costs one network call "
@@ -129,7 +149,7 @@ def _samplers(collected: dict) -> list[Section]:
                   "so its first step starts from pure noise as DDPM's does. Speed-up: DDPM's wall time per sample over "
                   "the sampler's."),
         Table(["config", "sampler", "steps", "eta", "N", "KID ± std", "FID [95% CI]", "precision", "recall",
-               "classes", "s / 1000 samples", "speed-up vs DDPM"], table),
+               "classes", "memorised %", "s / 1000 samples", "speed-up vs DDPM"], table),
         *_figure(collected, "figures/diffusion_samplers.png", "C16: KID against sampling wall time per 1,000 images "
                                                               "(one point per step count)")])]
 
@@ -146,21 +166,22 @@ def _latent(collected: dict, d: dict[str, dict]) -> list[Section]:
         main = r["set"]
         rows.append([name, m["space"], " × ".join(str(v) for v in m["data_shape"]), f"{m['params']:,}",
                      _f(epoch_seconds(collected, f"diffusion/{name}")), _f(set_seconds(collected, name, main), 1),
-                     _fid_ci(r), _f(r["kid"], 3), _f(r["recall"], 3)])
+                     _fid_ci(r), _f(r["kid"], 3), _f(r["recall"], 3), memorised(r)])
     ae, ae_scored = collected.get("autoencoder", {}).get("metrics"), generative(collected).get("autoencoder")
     blocks: list = [Paragraph(
         "The same sampler and steps for every row (each config's main set). Latent rows include the decoder's cost in "
         "the sampling time. The autoencoder's reconstructions of real test images, scored the same way, are the "
         "ceiling latent diffusion can reach with this autoencoder."),
         Table(["config", "space", "denoised shape", "parameters", "train s / epoch", "s / 1000 samples",
-               "FID [95% CI]", "KID", "recall"], rows)]
+               "FID [95% CI]", "KID", "recall", "memorised %"], rows)]
     if ae:
         blocks.append(Table(["autoencoder", "latent", "numbers per image", "test MSE", "PSNR dB",
-                             "FID of reconstructions", "KID", "recall", "train s / epoch"],
+                             "FID of reconstructions", "KID", "recall", "memorised %", "train s / epoch"],
                             [["autoencoder", " × ".join(str(v) for v in ae["latent"]), f"{ae['latent_numbers']} of {ae['pixels']}",
                               _f(ae["test_mse"], 5), _f(ae["test_psnr_db"], 2),
                               _fid_ci(ae_scored) if ae_scored else "—", _f(ae_scored and ae_scored["kid"], 3),
-                              _f(ae_scored and ae_scored["recall"], 3), _f(epoch_seconds(collected, "autoencoder"))]]))
+                              _f(ae_scored and ae_scored["recall"], 3), memorised(ae_scored),
+                              _f(epoch_seconds(collected, "autoencoder"))]]))
         if "reconstructions.png" in _files(collected, "autoencoder"):
             blocks.append(Image("autoencoder/reconstructions.png", "test images (top) and their reconstructions (bottom)"))
     return [Section("Latent against pixel diffusion (C17)", blocks)]
@@ -172,7 +193,7 @@ def _guidance(collected: dict) -> list[Section]:
         return []
     table = [[r["config"], f"{r['scale']:g}", r["n"], _f(100 * r["conditional_accuracy"]), _fid_ci(r),
               _f(r["kid"], 3), _f(r["precision"], 3), _f(r["recall"], 3), r["coverage"]["classes_covered"],
-              _f(r["coverage"]["kl_uniform"], 3)] for r in rows]
+              _f(r["coverage"]["kl_uniform"], 3), memorised(r)] for r in rows]
     images = [Image(f"diffusion/{r['config']}/{r['set']}.png", f"{r['config']}, guidance scale {r['scale']:g}: one "
                                                                  "requested class per row (classes 0-9)")
               for r in rows if f"{r['set']}.png" in _files(collected, f"diffusion/{r['config']}")]
@@ -183,7 +204,7 @@ def _guidance(collected: dict) -> list[Section]:
                   "The requested classes are uniform, so KL and classes covered measure diversity across classes and "
                   "recall within them."),
         Table(["config", "scale s", "N", "conditional accuracy %", "FID [95% CI]", "KID", "precision", "recall",
-               "classes", "KL"], table),
+               "classes", "KL", "memorised %"], table),
         *_figure(collected, "figures/diffusion_guidance.png", "C18: conditional accuracy and recall against the "
                                                               "guidance scale"),
         *images])]
@@ -196,8 +217,10 @@ def best_gan(collected: dict) -> str | None:
 
 
 def best_diffusion(collected: dict) -> str | None:
+    """The best unconditional diffusion row by FID (a conditional model's null-label set): what C15
+    compares with the unconditional GANs."""
     models = generative(collected).get("models", {})
-    diff = {n: r for n, r in models.items() if r.get("kind") == "diffusion"}
+    diff = {n: r for n, r in models.items() if r.get("kind") == "diffusion" and r.get("mode", "unconditional") == "unconditional"}
     return min(diff, key=lambda n: diff[n]["fid"]) if diff else None
 
 
@@ -219,12 +242,12 @@ def _versus(collected: dict, d: dict[str, dict]) -> list[Section]:
 
     def row(label: str, r: dict, wall: float | None, what: str) -> None:
         rows.append([label, what, _fid_ci(r), _f(r["precision"], 3), _f(r["recall"], 3), r["coverage"]["classes_covered"],
-                     _f(r["coverage"]["kl_uniform"], 3), _f(wall, 0)])
+                     _f(r["coverage"]["kl_uniform"], 3), memorised(r), _f(wall, 0)])
 
     gan_wall = _cost(collected, f"gan/{gan}").get("wall_s")
     row(f"{gan} (best GAN by FID)", models[gan], gan_wall, "whole gan stage")
-    secs = _cost(collected, f"diffusion/{diff}").get("train_seconds_per_epoch")
-    row(f"{diff} (best diffusion by FID)", models[diff], sum(secs) if secs else None, "training")
+    secs = _cost(collected, f"diffusion/{diff.removesuffix('_uncond')}").get("train_seconds_per_epoch")
+    row(f"{diff} (best unconditional diffusion by FID)", models[diff], sum(secs) if secs else None, "training")
     snap = snapshot_row(collected)
     if snap:
         name, k, r = snap
@@ -234,7 +257,8 @@ def _versus(collected: dict, d: dict[str, dict]) -> list[Section]:
         Paragraph("The best GAN and the best diffusion model by FID at the common N, and the diffusion snapshot taken at "
                   "about a GAN's training wall time. Wall seconds: the GAN's whole stage (training, its FID curve and "
                   "probe), the diffusion model's training loop (sampling excluded)."),
-        Table(["model", "wall seconds of", "FID [95% CI]", "precision", "recall", "classes", "KL", "wall s"], rows)])]
+        Table(["model", "wall seconds of", "FID [95% CI]", "precision", "recall", "classes", "KL", "memorised %",
+               "wall s"], rows)])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +279,12 @@ def _diffusion_figures(reports: Path, collected: dict) -> dict[str, bytes]:
         out["figures/diffusion_samplers.png"] = plots.line_plot(
             series, title="C16: quality against sampling cost", xlabel="wall seconds per 1,000 samples",
             ylabel="KID (lower is better)", ylim=None)
+    curves = {n: m["fid_curve"] for n, m in diffusions(collected).items() if m.get("fid_curve")}
+    if curves:
+        out["figures/diffusion_fid.png"] = plots.line_plot(
+            {n: ([p["epoch"] for p in c], [p["fid"] for p in c]) for n, c in curves.items()},
+            title="Diffusion FID along training (curve n)", xlabel="epoch", ylabel="FID (feature network)", ylim=None,
+            bands={n: ([p["fid_lo"] for p in c], [p["fid_hi"] for p in c]) for n, c in curves.items()})
     g = guidance_rows(collected)
     if g:
         series = {}

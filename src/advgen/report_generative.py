@@ -24,9 +24,42 @@ def _f(v: float | None, digits: int = 1) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
+def memorised(r: dict | None) -> str:
+    """A score dict's memorised share as a percentage ("—" for metrics written before the check)."""
+    v = (r or {}).get("memorised")
+    return "—" if v is None else f"{100 * v:.2f}"
+
+
+def memorisation_sentence(m: dict) -> str:
+    """The threshold's definition and the real-vs-real share, from metrics' ``memorisation``
+    (empty for metrics written before the check), led by a space."""
+    mem = m.get("memorisation")
+    if not mem:
+        return ""
+    return (f" Memorised: the share of samples whose nearest image among all {mem['n_reference']:,} training images "
+            f"(same features) is closer than {mem['threshold']:.3g}, the {100 * mem['q']:g}% quantile of the "
+            f"nearest-training distances of {mem['n_threshold']:,} test images (every second image of the test "
+            f"split); the other {mem['n_real']:,} test images score {100 * mem['real_share']:.2f}% against it (the "
+            f"real-vs-real value, the floor's row: {100 * mem['q']:g}% up to noise). A share well above it points to "
+            "samples that copy training images, which FID against training images would reward.")
+
+
 def _fid_ci(r: dict) -> str:
     lo, hi = r.get("fid_ci95", (None, None))
     return f"{r['fid']:.1f}" + (f" [{lo:.1f}, {hi:.1f}]" if lo is not None else "")
+
+
+def last_points(curve: list[dict], k: int = 3) -> str:
+    """The last k points of a FID curve as "FID [lo, hi] @ step", oldest first."""
+    step = "g_iter" if curve and "g_iter" in curve[0] else "epoch"
+    return "; ".join(f"{p['fid']:.1f} [{p['fid_lo']:.1f}, {p['fid_hi']:.1f}] @{p[step]}" for p in curve[-k:])
+
+
+def stopped(m: dict, unit: str) -> str:
+    """Why a generative stage stopped: its FID curve flattened (at which step), or its budget ended."""
+    if m.get("stopped_by") is None:
+        return "—"
+    return f"curve flat at {unit} {m['converged_at']}" if m["stopped_by"] == "convergence" else "budget ended first"
 
 
 @section("gans", before="cost")
@@ -37,26 +70,39 @@ def _gans(collected: dict) -> list[Section]:
     rows = []
     for name, m in g.items():
         probe = m.get("probe") or {}
-        rows.append([name, LOSS_NAMES.get(m["loss"], m["loss"]), m["d_steps"], m["epochs"], m["g_iters"],
-                     _f(m["fid_curve_final"]), _f(m["final"]["d_real"], 3), _f(m["final"]["d_fake"], 3),
+        wall = (collected.get(f"gan/{name}", {}).get("cost") or {}).get("wall_s")
+        rows.append([name, LOSS_NAMES.get(m["loss"], m["loss"]), m["d_steps"], m.get("d_norm", "—"),
+                     f"{m['g_iters']} / {m.get('g_steps', '—')}", _f(m.get("epochs"), 2), stopped(m, "G update"),
+                     last_points(m.get("fid_curve", [])) or _f(m["fid_curve_final"]),
+                     _f(m["final"]["d_real"], 3), _f(m["final"]["d_fake"], 3),
                      _f(probe.get("ratio_start"), 2), _f(probe.get("ratio_end"), 1),
-                     _f(probe.get("d_fake_end"), 4)])
+                     _f(probe.get("d_fake_end"), 4), _f(wall, 0)])
     first = next(iter(g.values()))
     blocks: list = [
-        Paragraph(f"DCGANs for 28x28 (z of size {first['z_dim']}, transposed convolutions; a two-layer convolutional "
-                  f"discriminator without BatchNorm, shared by every loss), Adam, batch {first['batch_size']}, all from "
-                  "one seed (minimax and non-saturating start from the same weights). The budget is the same for every config: "
-                  f"{first['epochs']} passes of D over the {first['n_train']} training images; G steps once every "
-                  "`d_steps` D steps. FID here is the training curve's (n = "
+        Paragraph(f"DCGANs for 28x28 after the PyTorch DCGAN example (z of size {first['z_dim']}; G: a dense 7x7 map, "
+                  "two stride-2 transposed convolutions with BatchNorm and ReLU, then a stride-1 3x3 convolution to "
+                  "pixels, which removes the checkerboards a transposed convolution straight to pixels paints, Odena "
+                  "et al. 2016; D: three stride-2 convolutions with LeakyReLU, BatchNorm for the JS losses, none for "
+                  f"WGAN-GP, whose per-sample penalty BatchNorm breaks), Adam, batch {first['batch_size']}, all from one "
+                  "seed (minimax and non-saturating start from the same weights). Samples, grids and FID points come "
+                  f"from an EMA of G's weights (decay {first.get('ema_decay', '—')}). The budget is counted in "
+                  f"**generator updates** ({first.get('g_steps', '—')}; D takes `d_steps` steps before each), so every "
+                  "loss and k compare at equal G updates; epochs are the passes of D over the "
+                  f"{first['n_train']} training images this took, and the wall time is the whole stage's. Training "
+                  f"stops early once the last {first.get('converge_window', 3)} points of the FID curve agree within "
+                  "their 95% bootstrap intervals (\"curve flat\"); otherwise the budget ended first and the model may "
+                  "not have converged. FID here is the training curve's (n = "
                   f"{first['n_fid']} samples from fixed codes against {first['n_fid']} training images, in the feature "
                   "network's space); the common evaluation below scores every model at one N. **Probe** (C11 at "
                   "initialisation): G frozen at its initial weights, a copy of D trained against it; the ratio is the "
                   "norm of the gradient reaching G under the non-saturating loss over that under the minimax loss, at "
                   "one state and one batch of codes, before D's first step and after its last."),
-        Table(["GAN", "loss", "d_steps", "epochs", "G iterations", "FID (curve, end)", "D(x)", "D(G(z))",
-               "probe ratio, D untrained", "probe ratio, D trained", "D(G(z)) after probe"], rows),
-        *_figure(collected, "figures/gan_fid.png", "FID along training against real images seen by D (C11c, C12)"),
-        *_figure(collected, "figures/gan_d_fake.png", "Mean D(G(z)) along training (C12); WGAN-GP's critic is "
+        Table(["GAN", "loss", "d_steps", "D norm", "G updates / budget", "epochs", "stopped", "FID curve, last 3 points",
+               "D(x)", "D(G(z))", "probe ratio, D untrained", "probe ratio, D trained", "D(G(z)) after probe",
+               "wall s"], rows),
+        *_figure(collected, "figures/gan_fid.png", "FID along training against generator updates, with 95% bootstrap "
+                                                   "intervals (C11c, C12)"),
+        *_figure(collected, "figures/gan_d_fake.png", "Mean D(G(z)) along training (C11, C12); WGAN-GP's critic is "
                                                        "not a probability and is left out"),
         *_figure(collected, "figures/gan_saturation.png",
                  "C11 (a): the gradient of each generator loss with respect to D's logit against D(G(z)), analytic"),
@@ -67,7 +113,8 @@ def _gans(collected: dict) -> list[Section]:
     for name in g:
         pngs = sorted(_files(collected, f"gan/{name}/samples"))
         if pngs:
-            blocks.append(Image(f"gan/{name}/samples/{pngs[-1]}", f"{name}: samples after the last epoch (fixed codes)"))
+            blocks.append(Image(f"gan/{name}/samples/{pngs[-1]}", f"{name}: samples at the end of training (fixed codes, "
+                                                                  "EMA generator)"))
     return [Section("GANs (C11, C12)", blocks)]
 
 
@@ -79,13 +126,13 @@ def _generative(collected: dict) -> list[Section]:
     cost = collected.get("generative_sampling", {}).get("cost", {})
     fl = m["floor"]
     rows = [["real vs real (floor)", _fid_ci(fl), _f(fl["kid"], 3), _f(fl["precision"], 3), _f(fl["recall"], 3),
-             fl["coverage"]["classes_covered"], _f(fl["coverage"]["kl_uniform"], 3), "—", "—"]]
+             fl["coverage"]["classes_covered"], _f(fl["coverage"]["kl_uniform"], 3), "—", memorised(fl), "—"]]
     large = []
     for name, r in m["models"].items():
         rows.append([name, _fid_ci(r), _f(r["kid"], 3), _f(r["precision"], 3), _f(r["recall"], 3),
                      r["coverage"]["classes_covered"], _f(r["coverage"]["kl_uniform"], 3),
                      f"{r['stacked']['modes_covered']} (KL {r['stacked']['kl_uniform']:.2f})" if "stacked" in r else "—",
-                     _f(_seconds_per_1000(collected, cost, name, r), 2)])
+                     memorised(r), _f(_seconds_per_1000(collected, cost, name, r), 2)])
         if "large" in r:
             large.append([name, r["large"]["n"], _f(r["large"]["fid"]), _f(r["large"]["kid"], 3),
                           _f(r["large"]["precision"], 3), _f(r["large"]["recall"], 3)])
@@ -104,9 +151,9 @@ def _generative(collected: dict) -> list[Section]:
                   "images against the same N training images: no model can be expected to beat it. Stacked: the "
                   "3-channel GAN's samples are scored channel by channel; its modes are the classifier's triples. "
                   "Sampling: wall seconds per 1,000 images on this run's machine (`reports/cost/generative_sampling.json`; "
-                  "diffusion models: their main set's sampler, `reports/cost/diffusion/`)."),
+                  "diffusion models: their main set's sampler, `reports/cost/diffusion/`)." + memorisation_sentence(m)),
         Table(["model", "FID [95% CI]", "KID", "precision", "recall", "classes covered", "KL", "stacked modes of 1000",
-               "s / 1000 samples"], rows),
+               "memorised %", "s / 1000 samples"], rows),
         Paragraph(inception),
     ]
     if large:
@@ -123,7 +170,8 @@ def _seconds_per_1000(collected: dict, cost: dict, name: str, r: dict) -> float 
     """A GAN's sampling cost (measured by evaluate_generative), or a diffusion model's main set's
     (measured by its diffusion stage, decoding included)."""
     if r.get("kind") == "diffusion":
-        return (collected.get(f"diffusion/{name}", {}).get("cost") or {}).get("sampling_seconds_per_1000", {}).get(r["set"])
+        config = name.removesuffix("_uncond")  # a null-label row is its config's set
+        return (collected.get(f"diffusion/{config}", {}).get("cost") or {}).get("sampling_seconds_per_1000", {}).get(r["set"])
     return cost.get(name, {}).get("seconds_per_1000")
 
 
@@ -189,13 +237,14 @@ def _gan_figures(reports: Path, collected: dict) -> dict[str, bytes]:
     fid = _tables(reports, collected, "fid.tsv")
     if fid:
         out["figures/gan_fid.png"] = plots.line_plot(
-            {n: (t["images"], t["fid"]) for n, t in fid.items()}, title="FID along training (curve n)",
-            xlabel="real images seen by D", ylabel="FID (feature network)", ylim=None)
+            {n: (t["g_iter"], t["fid"]) for n, t in fid.items()}, title="FID along training (curve n)",
+            xlabel="generator updates", ylabel="FID (feature network)", ylim=None,
+            bands={n: (t["fid_lo"], t["fid_hi"]) for n, t in fid.items() if "fid_lo" in t})
     logs = {n: t for n, t in _tables(reports, collected, "log.tsv").items() if collected[f"gan/{n}"]["metrics"]["loss"] != "wgan_gp"}
     if logs:
         out["figures/gan_d_fake.png"] = plots.line_plot(
-            {n: (t["images"], t["d_fake"]) for n, t in logs.items()}, title="mean D(G(z)) along training",
-            xlabel="real images seen by D", ylabel="D(G(z))")
+            {n: (t["g_iter"], t["d_fake"]) for n, t in logs.items()}, title="mean D(G(z)) along training",
+            xlabel="generator updates", ylabel="D(G(z))")
     probes = _tables(reports, collected, "probe.tsv")
     if probes:
         from .generative.gan import saturation_curves

@@ -552,6 +552,7 @@ class BackdoorDefenseConfig:
 
 
 GAN_LOSSES = ("minimax", "non_saturating", "wgan_gp")  # advgen.generative.gan.LOSSES
+GAN_NORMS = ("batch", "none", "spectral")  # advgen.generative.models.NORMS
 
 
 @dataclass
@@ -566,9 +567,19 @@ class GANSpec:
     z_dim: int = 100
     width: int = 64  # channels of G's last hidden map and D's first (doubled in the next)
     stacked: bool = False  # Stacked Fashion-MNIST: three independent images as three channels
+    # D's normalisation: batch (the PyTorch DCGAN example, JS losses), spectral (Miyato et al. 2018)
+    # or none; null: batch for the JS losses, none for WGAN-GP (its per-sample penalty forbids batch).
+    d_norm: str | None = None
+
+    @property
+    def norm(self) -> str:
+        return self.d_norm or ("none" if self.loss == "wgan_gp" else "batch")
 
     def validate(self) -> None:
         require(self.loss in GAN_LOSSES, "loss", f"must be one of {list(GAN_LOSSES)}, found {self.loss!r}")
+        require(self.norm in GAN_NORMS, "d_norm", f"must be one of {list(GAN_NORMS)} or null, found {self.d_norm!r}")
+        require(not (self.loss == "wgan_gp" and self.norm == "batch"), "d_norm",
+                "batch norm breaks WGAN-GP's per-sample gradient penalty (Gulrajani et al. 2017); use none or spectral")
         require(self.d_steps >= 1, "d_steps", f"must be >= 1, found {self.d_steps}")
         require(self.lr > 0, "lr", f"must be > 0, found {self.lr}")
         require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
@@ -580,7 +591,9 @@ class GANSpec:
         require(self.gp_weight is None or self.gp_weight > 0, "gp_weight", f"must be > 0, found {self.gp_weight}")
 
     def config(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        out["d_norm"] = self.norm
+        return out
 
 
 @dataclass
@@ -592,21 +605,27 @@ class GANConfig:
     batch_size: int
     log_every: int  # G iterations between logged rows
     trace_iters: int  # the first G iterations, each logged with both losses' gradient norms (C11)
-    grid: int  # a grid x grid sample grid per epoch, fixed codes
-    epochs: int = _sized()  # passes of D over the real images (G steps once every d_steps)
+    grid: int  # a grid x grid sample grid from fixed codes at every FID point
+    ema_decay: float  # samples, grids and FID points come from an EMA of G's weights (0: G itself)
+    n_boot_curve: int  # bootstrap resamples of each FID point's interval
+    converge_window: int  # stop once this many last FID points agree within their intervals
+    g_steps: int = _sized()  # the budget: generator updates (D takes d_steps per G step)
     n_train: int = _sized()  # real training images (0 = all)
-    fid_every: int = _sized()  # G iterations between FID points of the curve
+    fid_every: int = _sized()  # G iterations between FID points of the curve (and grids)
     n_fid: int = _sized()  # samples per FID point of the curve
     probe_steps: int = _sized()  # C11 at initialisation: D steps against the frozen initial G
+    converge: bool = _sized()  # stop early once the FID curve has flattened
     nproc: int = 1  # > 1 runs under torchrun (gloo on CPU, nccl on GPU)
 
     def validate(self) -> None:
         require(len(self.configs) >= 1, "configs", "must name at least one GAN config")
-        for key in ("batch_size", "log_every", "grid", "nproc", "epochs", "fid_every"):
+        for key in ("batch_size", "log_every", "grid", "nproc", "g_steps", "fid_every", "n_boot_curve"):
             require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
         for key in ("trace_iters", "probe_steps", "n_train"):
             require(getattr(self, key) >= 0, key, f"must be >= 0, found {getattr(self, key)}")
         require(self.n_fid >= 10, "n_fid", f"must be >= 10, found {self.n_fid}")
+        require(0 <= self.ema_decay < 1, "ema_decay", f"must lie in [0, 1), found {self.ema_decay}")
+        require(self.converge_window >= 2, "converge_window", f"must be >= 2, found {self.converge_window}")
 
     def spec(self, name: str) -> GANSpec:
         """The validated entry ``gan.configs.<name>``."""
@@ -628,6 +647,7 @@ class EvaluateGenerativeConfig:
     kid_subset_size: int = _sized()
     n_paths: int = _sized()  # C14 interpolation paths
     n_arith: int = _sized()  # C14 codes per class mean and per arithmetic test
+    n_memorisation: int = _sized()  # training and test images of the memorisation check (0 = the whole splits)
     diffusion: list[str] = field(default_factory=list)  # diffusion.configs names: every sample set they drew
     feature_sha256: str | None = None  # pin: refuse a feature network whose weights hash differs
     inception_weights: str | None = None  # a local Inception weights file (never downloaded); null: not available
@@ -647,6 +667,8 @@ class EvaluateGenerativeConfig:
         require(0 < self.min_share < 1, "min_share", f"must lie in (0, 1), found {self.min_share}")
         require(self.n >= 10, "n", f"must be >= 10, found {self.n}")
         require(self.n_large == 0 or self.n_large >= self.n, "n_large", f"must be 0 or >= n ({self.n}), found {self.n_large}")
+        require(self.n_memorisation == 0 or self.n_memorisation >= 200, "n_memorisation",
+                f"must be 0 (the whole splits) or >= 200 (its 1% threshold needs 100 held-out images), found {self.n_memorisation}")
         for key in ("n_stacked", "n_boot", "kid_subsets", "n_paths", "n_arith"):
             require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
         require(2 <= self.kid_subset_size <= self.n, "kid_subset_size",
@@ -668,6 +690,7 @@ class AutoencoderConfig:
     width: int  # channels of the first convolution (doubled per stride-2 stage)
     batch_size: int
     lr: float
+    kl_weight: float  # LDM's KL-regularised autoencoder: weight of KL(q(z|x) || N(0, I)) per latent number
     epochs: int = _sized()
     n_train: int = _sized()  # 0 = all
     n_recon: int = _sized()  # test images reconstructed for the FID ceiling (= evaluate_generative's n)
@@ -682,6 +705,7 @@ class AutoencoderConfig:
             require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
         require(self.n_train >= 0, "n_train", f"must be >= 0, found {self.n_train}")
         require(self.lr > 0, "lr", f"must be > 0, found {self.lr}")
+        require(self.kl_weight >= 0, "kl_weight", f"must be >= 0, found {self.kl_weight}")
 
 
 @dataclass
@@ -715,8 +739,10 @@ class DiffusionSpec:
     sweep: bool = False  # C16: also every sampler of diffusion.sweep at n_sweep
     guidance: bool = False  # C18: also every scale of diffusion.guidance_scales at n_guidance
     snapshot: bool = False  # C15: also the EMA weights at snapshot_iters, sampled at n_sample
+    epoch_factor: int = 1  # trains at most epoch_factor x the profile's epochs (a latent epoch is cheap)
 
     def validate(self) -> None:
+        require(self.epoch_factor >= 1, "epoch_factor", f"must be >= 1, found {self.epoch_factor}")
         require(self.schedule in DIFFUSION_SCHEDULES, "schedule",
                 f"must be one of {list(DIFFUSION_SCHEDULES)}, found {self.schedule!r}")
         require(self.space in DIFFUSION_SPACES, "space", f"must be one of {list(DIFFUSION_SPACES)}, found {self.space!r}")
@@ -738,6 +764,10 @@ class DiffusionConfig:
     configs: dict
     batch_size: int
     lr: float
+    warmup: int  # linear learning-rate warm-up over this many steps
+    feature_model: str = _models()  # the FID curve's feature network (as evaluate_generative)
+    n_boot_curve: int  # bootstrap resamples of each FID point's interval
+    converge_window: int  # stop once this many last FID points agree within their intervals
     ema_decay: float
     p_uncond: float  # classifier-free guidance: probability of dropping the label in training
     log_every: int
@@ -748,7 +778,10 @@ class DiffusionConfig:
     T: int = _sized()  # diffusion steps
     main_sampler: dict = _sized()  # every config's unconditional set at n_sample
     sweep: list = _sized()  # C16: sampler dicts
-    epochs: int = _sized()
+    epochs: int = _sized()  # the budget: at most this many epochs
+    converge: bool = _sized()  # stop early once the FID curve has flattened
+    n_fid: int = _sized()  # samples per FID point (one point per epoch, fixed noise and labels)
+    curve_steps: int = _sized()  # DDIM steps (eta 0) of the FID curve's samples
     n_train: int = _sized()  # 0 = all
     n_sample: int = _sized()  # the main set (default: evaluate_generative's n, so it compares with the GANs)
     n_sweep: int = _sized()  # per sampler of the sweep
@@ -760,10 +793,14 @@ class DiffusionConfig:
         require(len(self.configs) >= 1, "configs", "must name at least one diffusion config")
         require(self.T >= 1, "T", f"must be >= 1, found {self.T}")
         for key in ("batch_size", "log_every", "grid", "strip_seeds", "strip_frames", "epochs", "n_sample",
-                    "n_sweep", "n_guidance", "nproc"):
+                    "n_sweep", "n_guidance", "nproc", "n_boot_curve", "curve_steps"):
             require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
         require(self.n_train >= 0, "n_train", f"must be >= 0, found {self.n_train}")
         require(self.snapshot_iters >= 0, "snapshot_iters", f"must be >= 0, found {self.snapshot_iters}")
+        require(self.warmup >= 0, "warmup", f"must be >= 0, found {self.warmup}")
+        require(self.n_fid >= 10, "n_fid", f"must be >= 10, found {self.n_fid}")
+        require(self.converge_window >= 2, "converge_window", f"must be >= 2, found {self.converge_window}")
+        require(self.curve_steps <= self.T, "curve_steps", f"must be <= T = {self.T}, found {self.curve_steps}")
         require(self.lr > 0, "lr", f"must be > 0, found {self.lr}")
         require(0 <= self.ema_decay < 1, "ema_decay", f"must lie in [0, 1), found {self.ema_decay}")
         require(0 <= self.p_uncond < 1, "p_uncond", f"must lie in [0, 1), found {self.p_uncond}")
@@ -791,13 +828,18 @@ class DiffusionConfig:
 
     def plan(self, name: str) -> dict[str, dict[str, Any]]:
         """The sample sets of config ``name``, in drawing order: set name -> {role, sampler, steps,
-        eta, n[, scale, guided][, frames, strip_seeds]}. The main set is unconditional (the null
-        class of a conditional model)."""
+        eta, n[, scale, guided][, frames, strip_seeds]}. A conditional model's main set is its
+        conditional samples (guidance 1, classes balanced), what it was trained to do; its
+        unconditional mode (the null label) is a set of its own, ``uncond_<sampler>``. The C15
+        snapshot is unconditional: it is compared with unconditional GANs."""
         spec, main = self.spec(name), self.sampler(self.main_sampler)
         base = lambda s: {"sampler": s.sampler, "steps": s.steps, "eta": float(s.eta)}  # noqa: E731
-        plan = {main.name: {"role": "main", **base(main), "n": self.n_sample}}
+        cond = {"scale": 1.0, "guided": True} if spec.conditional else {}
+        plan = {main.name: {"role": "main", **base(main), "n": self.n_sample, **cond}}
         if not spec.sweep:
             plan[main.name].update(frames=self.strip_frames, strip_seeds=self.strip_seeds)
+        if spec.conditional:
+            plan[f"uncond_{main.name}"] = {"role": "unconditional", **base(main), "n": self.n_sample}
         if spec.snapshot and self.snapshot_iters:
             plan[f"snapshot_{main.name}"] = {"role": "snapshot", **base(main), "n": self.n_sample}
         if spec.sweep:

@@ -15,11 +15,10 @@
   diffusers' convention: s = 0 is the unconditional model, s = 1 the conditional one, s > 1 guided.
 
 Images live in [-1, 1] inside the model (``to_model`` / ``to_image``); latents (C17) are the
-autoencoder's codes divided by their training-set standard deviation.
+autoencoder's posterior means standardised per channel (training-set mean and standard deviation).
 """
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..utils import quiet
+from .curve import CurvePoint, ema_copy, ema_decay_at, ema_update, flattened  # noqa: F401  (re-exported)
 from .gan import _allreduce_grads
 
 SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -83,22 +83,6 @@ def to_image(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
-def ema_decay_at(step: int, decay: float) -> float:
-    """The EMA decay after ``step`` updates, with the usual warm-up min(decay, (1 + step) / (10 + step)):
-    without it, a short run's average keeps a visible share of the random initial weights
-    (decay 0.999 leaves 0.999^2500 = 8% of them after 2,500 steps)."""
-    return min(decay, (1 + step) / (10 + step))
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, parameter by parameter (buffers copied)."""
-    e, m = list(ema.parameters()), list(model.parameters())
-    torch._foreach_lerp_(e, m, 1 - decay)
-    for be, bm in zip(ema.buffers(), model.buffers()):
-        be.copy_(bm)
-
-
 class DiffusionStep:
     """One training step of a DDPM noise predictor: what the training loop and the benchmark
     both call (Ho et al. 2020, Algorithm 1, with Ho & Salimans' label dropout).
@@ -112,14 +96,16 @@ class DiffusionStep:
             ignored for unconditional models.
         ema: an EMA copy of ``model`` updated after every step (None: no EMA).
         ema_decay: its decay, reached after a warm-up (:func:`ema_decay_at`).
+        scheduler: a learning-rate scheduler stepped after every update (the warm-up), or None.
     Under torchrun each rank passes its share of the batch (every rank draws the whole batch's
     t and noise and takes its stride, so the streams stay in step) and gradients are averaged.
     """
 
     def __init__(self, model: nn.Module, abar: torch.Tensor, opt: torch.optim.Optimizer, generator: torch.Generator,
                  p_uncond: float = 0.1, ema: nn.Module | None = None, ema_decay: float = 0.999,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None):
         self.model, self.opt, self.generator, self.p_uncond = model, opt, generator, p_uncond
+        self.scheduler = scheduler
         self.ema, self.ema_decay, self.rank, self.world = ema, ema_decay, rank, world
         self.device = next(model.parameters()).device
         self.abar = abar.to(self.device)
@@ -152,6 +138,8 @@ class DiffusionStep:
         loss.backward()
         _allreduce_grads(self.model, self.world)
         self.opt.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         if self.ema is not None:
             ema_update(self.ema, self.model, ema_decay_at(self.steps, self.ema_decay))
         self.steps += 1
@@ -165,15 +153,21 @@ class TrainHistory:
     epoch_seconds: list[float] = field(default_factory=list)
     snapshot: dict[str, torch.Tensor] | None = None  # EMA weights at ``snapshot_iters``
     snapshot_seconds: float | None = None
+    fid: list[CurvePoint] = field(default_factory=list)  # the FID curve, one point per epoch
+    epochs: int = 0  # epochs run
+    converged_at: int | None = None  # the epoch at which the curve flattened (None: the budget ended first)
 
 
 def train_diffusion(step: DiffusionStep, x: torch.Tensor, y: torch.Tensor | None, epochs: int, batch_size: int,
                     order_gen: torch.Generator, log_every: int = 50, snapshot_iters: int = 0,
-                    after_epoch: Callable[[int], None] | None = None) -> TrainHistory:
-    """``epochs`` passes over x (N, C, H, W) on the device in whole batches of ``batch_size``
-    drawn in an order from ``order_gen``. Logs the mean loss every ``log_every`` iterations; at
-    iteration ``snapshot_iters`` (0: never) keeps a copy of the EMA weights and the training wall
-    time so far (C15 at equal training wall time)."""
+                    fid_fn: Callable[[int], CurvePoint] | None = None, converge_window: int = 0) -> TrainHistory:
+    """At most ``epochs`` passes over x (N, C, H, W) on the device in whole batches of
+    ``batch_size`` drawn in an order from ``order_gen``. Logs the mean loss every ``log_every``
+    iterations; at iteration ``snapshot_iters`` (0: never) keeps a copy of the EMA weights and the
+    training wall time so far (C15 at equal training wall time). After every epoch ``fid_fn(epoch)``
+    (rank 0) adds a point to the FID curve; with ``converge_window`` > 0 training stops once the
+    last that many points agree within their intervals (:func:`advgen.generative.curve.flattened`),
+    though not before the snapshot is taken. Epoch seconds exclude the curve's sampling."""
     hist = TrainHistory()
     n = len(x)
     if n < batch_size:
@@ -204,12 +198,29 @@ def train_diffusion(step: DiffusionStep, x: torch.Tensor, y: torch.Tensor | None
                 hist.snapshot_seconds = elapsed + time.perf_counter() - start
         hist.epoch_seconds.append(time.perf_counter() - start)
         elapsed += hist.epoch_seconds[-1]
-        if after_epoch is not None and rank == 0:
-            after_epoch(epoch)
+        hist.epochs = epoch
+        if fid_fn is not None and _curve_point(hist, fid_fn, epoch, converge_window, snapshot_iters, step):
+            break
     bar.close()
     if losses:
         hist.log.append({"iter": hist.iters, "images": hist.iters * batch_size, "loss": float(torch.stack(losses).mean())})
     return hist
+
+
+def _curve_point(hist: TrainHistory, fid_fn: Callable[[int], CurvePoint], epoch: int, window: int,
+                 snapshot_iters: int, step: DiffusionStep) -> bool:
+    """Add the epoch's point to the curve (rank 0); True when training should stop (all ranks agree)."""
+    stop = torch.zeros(1, device=step.device)
+    if step.rank == 0:
+        hist.fid.append(fid_fn(epoch))
+        if window and flattened(hist.fid, window) and hist.iters >= snapshot_iters:
+            hist.converged_at = epoch
+            stop += 1
+    if step.world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast(stop, 0)
+    return bool(stop.item())
 
 
 def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, scale: float) -> torch.Tensor:
@@ -287,18 +298,13 @@ def sample(model: nn.Module, spec: SamplerSpec, schedule: str, T: int, shape: tu
         for i, t in enumerate(timesteps):
             tt = torch.full((b,), int(t), device=device, dtype=torch.long)
             eps = guided_eps(model, x, tt, y, scale)
-            kw = {"eta": spec.eta} if spec.sampler == "ddim" else {}
+            # DDIM with clipping must re-derive eps from the clipped x0 (diffusers' docstring):
+            # mixing the clipped x0 with the unclipped eps adds a bias at every step that grows
+            # with the step count and with the guidance scale.
+            kw = {"eta": spec.eta, "use_clipped_model_output": True} if spec.sampler == "ddim" else {}
             x = sched.step(eps, int(t), x, generator=generator, **kw).prev_sample
             if b0 == 0 and i in keep:
                 strip.append(x.cpu())
         out.append(x.float().cpu())
     model.train(was)
     return torch.cat(out), strip
-
-
-def ema_copy(model: nn.Module) -> nn.Module:
-    """A frozen copy of ``model`` for the EMA weights."""
-    ema = copy.deepcopy(model)
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    return ema

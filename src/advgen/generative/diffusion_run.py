@@ -13,6 +13,8 @@ from ..models import to_layout
 from .autoencoder import Autoencoder
 from .diffusion import (DiffusionStep, SamplerSpec, TrainHistory, alphas_cumprod, ema_copy, sample, to_image,
                         to_model, train_diffusion)
+from .curve import CurvePoint, fid_point
+from .features import FeatureNet, extract
 from .unet import UNet
 
 
@@ -34,7 +36,7 @@ class DiffusionFit:
 
 def model_space(x: torch.Tensor, ae: Autoencoder | None, batch_size: int = 1000) -> torch.Tensor:
     """Images (N, 1, 28, 28) in [0, 1] -> what the network denoises: [-1, 1] pixels, or the
-    autoencoder's unit-scaled latents (N, c, h, w)."""
+    autoencoder's latents standardised per channel (N, c, h, w)."""
     if ae is None:
         return to_model(x)
     dev = ae.scale.device
@@ -51,14 +53,54 @@ def to_images(x: torch.Tensor, ae: Autoencoder | None, batch_size: int = 1000) -
         return torch.cat([ae.decode(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
 
 
+@dataclass
+class Curve:
+    """How the FID curve is taken: ``n`` samples by DDIM-``steps`` (eta 0) from fixed noise (and,
+    for a conditional model, balanced labels at guidance 1, like the main set) against the first
+    ``n`` training images in ``net``'s features; ``window`` > 0 stops training once it flattens."""
+
+    net: FeatureNet
+    n: int
+    steps: int
+    n_boot: int
+    window: int = 0
+
+
+def _curve_fn(curve: Curve, ema: nn.Module, spec, T: int, shape, x: torch.Tensor, ae: Autoencoder | None,
+              generator: torch.Generator, device):
+    """fid_fn(epoch) for :func:`train_diffusion`; draws the fixed noise and the bootstrap seed from ``generator``."""
+    real_feats = extract(curve.net, x[:curve.n])
+    noise = torch.randn((curve.n, *shape), generator=generator)
+    boot = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    labels = balanced_labels(curve.n, spec.num_classes) if spec.num_classes else None
+    sampler = SamplerSpec("ddim", curve.steps, 0.0)
+
+    def fid_fn(epoch: int) -> CurvePoint:
+        z, _ = sample(ema, sampler, spec.schedule, T, shape, curve.n, torch.Generator().manual_seed(0), labels,
+                      1.0 if labels is not None else 0.0, clip=ae is None, device=device, x_T=noise)
+        return fid_point(epoch, real_feats, extract(curve.net, to_images(z, ae)), curve.n_boot, boot)
+    return fid_fn
+
+
+def warmup_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate ramps linearly from lr / steps to lr over the first ``steps`` updates, then stays."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / steps) if steps else 1.0)
+
+
 def fit_diffusion(spec, x: torch.Tensor, y: torch.Tensor | None, ae: Autoencoder | None, *, T: int, epochs: int,
                   batch_size: int, lr: float, ema_decay: float, p_uncond: float, log_every: int, snapshot_iters: int,
-                  generator: torch.Generator, device: torch.device, rank: int = 0, world: int = 1) -> DiffusionFit:
+                  generator: torch.Generator, device: torch.device, rank: int = 0, world: int = 1, warmup: int = 0,
+                  curve: Curve | None = None) -> DiffusionFit:
     """Train the denoiser of ``spec`` (a :class:`advgen.schema.DiffusionSpec`) on images x
-    (N, 1, 28, 28) in [0, 1] with labels y (N,) (None for an unconditional model).
+    (N, 1, 28, 28) in [0, 1] with labels y (N,) (None for an unconditional model): Adam at
+    ``lr`` after a linear ``warmup``, at most ``epochs`` epochs, the FID curve of ``curve``
+    after every epoch (rank 0).
 
-    ``generator`` draws, in order: the network's initial weights, the batch order, then per step
-    t, the noise and the label dropout."""
+    ``generator`` draws, in order: the network's initial weights, the curve's fixed noise and
+    bootstrap seed (if ``curve``), the batch order, then per step t, the noise and the label dropout."""
+    if curve is not None and curve.n > len(x):
+        raise ValueError(f"params.yaml: the profile's 'diffusion.n_fid' = {curve.n} exceeds the {len(x)} training "
+                         "images (diffusion.n_train) the FID curve compares with")
     data = model_space(x, ae).to(device)  # (N, C, H, W)
     shape = tuple(data.shape[1:])
     levels = len(spec.mults) - 1
@@ -70,12 +112,19 @@ def fit_diffusion(spec, x: torch.Tensor, y: torch.Tensor | None, ae: Autoencoder
     net = to_layout(net.to(device))
     data = data.contiguous(memory_format=torch.channels_last)
     ema = ema_copy(net)
+    fid_fn = _curve_fn(curve, ema, spec, T, shape, x, ae, generator, device) if curve is not None else None
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     step = DiffusionStep(net, alphas_cumprod(spec.schedule, T), opt, generator, p_uncond if spec.num_classes else 0.0,
-                         ema, ema_decay, rank, world)
+                         ema, ema_decay, rank, world, warmup_schedule(opt, warmup))
     labels = None if not spec.num_classes or y is None else y.to(device)
-    hist = train_diffusion(step, data, labels, epochs, batch_size, generator, log_every, snapshot_iters)
+    hist = train_diffusion(step, data, labels, epochs, batch_size, generator, log_every, snapshot_iters,
+                           None if fid_fn is None else fid_fn if rank == 0 else _no_point,
+                           curve.window if curve is not None else 0)
     return DiffusionFit(ema, hist, shape)
+
+
+def _no_point(epoch: int) -> CurvePoint:  # ranks > 0 take no curve point (rank 0 decides when to stop)
+    raise AssertionError("only rank 0 takes FID points")
 
 
 def _halvings(side: int) -> int:

@@ -5,13 +5,21 @@ FID (torchmetrics) with a bootstrap 95% interval, KID, precision/recall (k = 3),
 classifier sees in the samples (or the 1,000 modes of Stacked Fashion-MNIST), sampling wall time,
 and, for single-channel GANs, the code-space probes of claim C14. The real-vs-real floor (N
 training images against N test images) is scored the same way.
+
+Memorisation (:class:`Memorisation`): the FID reference is training images, so a generator copying
+them would look perfect. Every sample set also gets ``memorised``, the share of its samples whose
+nearest image among the whole training split (in the same features) is closer than the threshold:
+the 1st percentile (``MEMORISATION_Q``) of the nearest-training distances of the test split's
+images at even positions. The test images at odd positions, scored against that same threshold,
+give the real-vs-real share (the floor's ``memorised``; about q, its deviation the noise): no test
+image sets the threshold it is judged by.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,20 +28,64 @@ from torch import nn
 from .codes import arithmetic, interpolation
 from .features import FeatureNet, classify, extract
 from .models import generate, sample_codes
-from .scores import (bootstrap_fid, class_coverage, expected_modes_uniform, fid, kid, precision_recall,
-                     stacked_modes)
+from .scores import (bootstrap_fid, class_coverage, expected_modes_uniform, fid, kid, memorisation_threshold,
+                     memorised_share, precision_recall, stacked_modes)
 from .training import channel_images
+
+
+MEMORISATION_Q = 0.01  # the threshold: this quantile of held-out images' nearest-training distances
+
+
+@dataclass
+class Memorisation:
+    """The memorisation check's reference (see the module docstring): the whole training split's
+    features, the threshold set on half the test split, and the other half's share below it."""
+
+    train_feats: torch.Tensor  # (M, F) float64, every training image
+    q: float
+    threshold: float
+    real_share: float  # the real-vs-real value: held-out test images below the threshold
+    n_threshold: int  # test images that set the threshold
+    n_real: int  # test images that give real_share
+
+    def share(self, f_samples: torch.Tensor) -> float:
+        """Share of samples (N, F) nearer their nearest training image than the threshold."""
+        return memorised_share(self.train_feats, f_samples, self.threshold)
+
+    def record(self) -> dict:
+        """The JSON record (metrics' ``memorisation``); the features stay out."""
+        return {"q": self.q, "threshold": self.threshold, "real_share": self.real_share,
+                "n_reference": len(self.train_feats), "n_threshold": self.n_threshold, "n_real": self.n_real}
+
+
+def memorisation(f_train: torch.Tensor, f_test: torch.Tensor, q: float = MEMORISATION_Q) -> Memorisation:
+    """The threshold from the test features (Nt, F) at even positions, the real-vs-real share from
+    those at odd positions, both against every training feature ``f_train`` (M, F). Interleaved
+    halves draw no randomness and keep each half's class mix even if the split is ordered."""
+    first, second = f_test[0::2], f_test[1::2]  # (ceil(Nt/2), F), (floor(Nt/2), F)
+    threshold = memorisation_threshold(f_train, first, q)
+    return Memorisation(f_train, q, threshold, memorised_share(f_train, second, threshold), len(first), len(second))
+
+
+def split_features(net: FeatureNet, images: torch.Tensor, chunk: int = 10000) -> torch.Tensor:
+    """Features (N, F) float64 of a whole uint8 split (N, C, H, W), converted ``chunk`` images at a
+    time (60,000 float images need not sit in memory at once)."""
+    from ..data import to_float
+
+    return torch.cat([extract(net, to_float(images[i:i + chunk])) for i in range(0, len(images), chunk)])
 
 
 @dataclass
 class RealSets:
     """The real images every model is compared with: N training images (the reference of every
-    score), N test images (the floor's second set) and their labels."""
+    score), N test images (the floor's second set) and their labels; the memorisation reference
+    (over the whole splits; None: no ``memorised`` scores)."""
 
     train: torch.Tensor  # (N, 1, H, W) float in [0, 1]
     test: torch.Tensor  # (N, 1, H, W)
     test_labels: torch.Tensor  # (N,)
     train_feats: torch.Tensor  # (N, F) float64
+    memo: Memorisation | None = field(default=None)
 
 
 @dataclass
@@ -68,8 +120,9 @@ def check_sizes(s: Settings, n_train: int, n_test: int) -> None:
 
 
 def score(net: FeatureNet, real: torch.Tensor, real_feats: torch.Tensor, fake: torch.Tensor, s: Settings,
-          generator: torch.Generator, seed: int, boot: bool = True) -> dict:
-    """FID (+ bootstrap interval), KID and precision/recall of ``fake`` against ``real`` (N, 1, H, W)."""
+          generator: torch.Generator, seed: int, boot: bool = True, memo: Memorisation | None = None) -> dict:
+    """FID (+ bootstrap interval), KID and precision/recall of ``fake`` against ``real`` (N, 1, H, W);
+    with ``memo``, also the memorised share of ``fake``."""
     fake_feats = extract(net, fake)
     out = {"n": len(fake), "fid": fid(net, real, fake)}
     if boot:
@@ -79,14 +132,20 @@ def score(net: FeatureNet, real: torch.Tensor, real_feats: torch.Tensor, fake: t
     size = min(s.kid_subset_size, len(fake) // 2, len(real) // 2)
     out["kid"], out["kid_std"] = kid(net, real, fake, s.kid_subsets, size, seed)
     out["precision"], out["recall"] = precision_recall(real_feats, fake_feats, s.pr_k)
+    if memo is not None:
+        out["memorised"] = memo.share(fake_feats)
     return out
 
 
 def floor(net: FeatureNet, real: RealSets, s: Settings, generator: torch.Generator, seed: int,
           stacked_reference: torch.Tensor | None = None) -> dict:
     """Real against real at the same N: the best any model can score here, and the classifier's
-    own view of real test images (its class coverage; the real Stacked Fashion-MNIST modes)."""
+    own view of real test images (its class coverage; the real Stacked Fashion-MNIST modes). Its
+    ``memorised`` is the real-vs-real share of the held-out test half, not of these N test images
+    (some of which set the threshold)."""
     out = score(net, real.train, real.train_feats, real.test, s, generator, seed)
+    if real.memo is not None:
+        out["memorised"] = real.memo.real_share
     out["coverage"] = class_coverage(classify(net, real.test).argmax(1), s.num_classes, s.min_share)
     if stacked_reference is not None:
         out["stacked"] = stacked_coverage(net, stacked_reference, s)
@@ -120,7 +179,7 @@ def evaluate_gan(g: nn.Module, net: FeatureNet, real: RealSets, s: Settings, gen
     n_draw = max(s.n_stacked, -(-s.n // 3)) if stacked else s.n
     x, seconds = sample(g, n_draw, generator)
     fake = channel_images(x, s.n) if stacked else x
-    out = score(net, real.train, real.train_feats, fake, s, generator, seed)
+    out = score(net, real.train, real.train_feats, fake, s, generator, seed, memo=real.memo)
     out["channels"] = g.channels
     out["coverage"] = class_coverage(classify(net, fake).argmax(1), s.num_classes, s.min_share)
     if stacked:
@@ -140,8 +199,9 @@ def evaluate_gan(g: nn.Module, net: FeatureNet, real: RealSets, s: Settings, gen
 
 
 def load_real(dataset_path: Path, n: int, generator: torch.Generator) -> tuple[RealSets, torch.Tensor, torch.Tensor]:
-    """Seeded subsets of N training and N test images; also the whole training split (for
-    n_large and the stacked reference). Returns (RealSets without features, train_all, test_all)."""
+    """Seeded subsets of N training and N test images; also the whole training and test splits
+    (for n_large, the stacked reference and the memorisation reference, :func:`memorisation` of
+    :func:`split_features`). Returns (RealSets without features, train_all, test_all)."""
     from ..data import load_split, subset_index, to_float
 
     (xtr, _), (xte, yte) = load_split(dataset_path, "train"), load_split(dataset_path, "test")
@@ -204,11 +264,11 @@ def evaluate_samples(images: torch.Tensor, labels: torch.Tensor | None, net: Fea
     autoencoder's reconstructions) exactly as a GAN's: at n = N against the same N real images;
     a smaller set (a sampler sweep, a guidance scale) against the first n of them. With the
     requested ``labels`` (n,), also the conditional accuracy: the share the classifier assigns to
-    the requested class."""
+    the requested class. ``memorised`` (with ``real.memo``) is against the whole training split."""
     n = len(images)
     if n > len(real.train):
         raise ValueError(f"a sample set of {n} images exceeds evaluate_generative's N = {len(real.train)} real images")
-    out = score(net, real.train[:n], real.train_feats[:n], images, s, generator, seed)
+    out = score(net, real.train[:n], real.train_feats[:n], images, s, generator, seed, memo=real.memo)
     pred = classify(net, images).argmax(1)
     out["coverage"] = class_coverage(pred, s.num_classes, s.min_share)
     if labels is not None:
@@ -218,22 +278,26 @@ def evaluate_samples(images: torch.Tensor, labels: torch.Tensor | None, net: Fea
 
 def evaluate_diffusion(folder: Path, net: FeatureNet, real: RealSets, s: Settings,
                        stream: Callable[[str], torch.Generator], seed: int) -> tuple[dict, dict]:
-    """Every sample set a diffusion config drew (``models/diffusion/<name>``). Returns the main
-    set's scores (a row beside the GANs', ``kind`` diffusion) and the other sets' scores by name;
-    ``stream(set name)`` gives each set its own random stream."""
+    """Every sample set a diffusion config drew (``models/diffusion/<name>``). Returns the rows
+    beside the GANs' (``kind`` diffusion): the main set's scores under the config's name, and a
+    conditional model's unconditional set under ``<name>_uncond`` (``mode`` says which); and
+    the other sets' scores by set name. ``stream(set name)`` gives each set its own random stream."""
     from .store import load_samples, read_sidecar
 
     meta = read_sidecar(folder, "denoiser", "diffusion")
-    main, others = None, {}
+    rows, others = {}, {}
     for name, item in load_samples(folder).items():
         out = evaluate_samples(item["images"], item["labels"], net, real, s, stream(name), seed)
         out.update({k: item[k] for k in ("role", "sampler", "steps", "eta") if k in item})
         if "scale" in item:
             out["scale"] = item["scale"]
+        row = {"kind": "diffusion", "set": name, "space": meta["space"], "schedule": meta["schedule"]}
         if item["role"] == "main":
-            main = {**out, "kind": "diffusion", "set": name, "space": meta["space"], "schedule": meta["schedule"]}
+            rows["main"] = {**out, **row, "mode": "conditional" if item["labels"] is not None else "unconditional"}
+        elif item["role"] == "unconditional":
+            rows["uncond"] = {**out, **row, "mode": "unconditional"}
         else:
             others[name] = out
-    if main is None:
+    if "main" not in rows:
         raise ValueError(f"{folder}/samples.json: no main sample set")
-    return main, others
+    return rows, others

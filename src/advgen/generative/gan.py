@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..training import rank_world
+from .curve import CurvePoint, ema_decay_at, ema_update, flattened
 from ..utils import quiet
 
 LOSSES = ("minimax", "non_saturating", "wgan_gp")
@@ -161,86 +162,121 @@ class GANStep:
 
 @dataclass
 class GANSchedule:
-    """How long and how often: the budget is ``epochs`` passes of D over the real images; G
-    steps once every ``d_steps`` D steps."""
+    """How long and how often. The budget is ``g_steps`` generator updates, D taking ``d_steps``
+    steps (one real batch each) before each of them, so configs with different ``d_steps``
+    compare at equal generator updates (their wall time is reported beside them)."""
 
-    epochs: int
+    g_steps: int
     batch_size: int
     d_steps: int = 1
     log_every: int = 50  # G iterations between logged rows
     trace_iters: int = 200  # every one of the first G iterations is logged, with both losses' gradients
-    fid_every: int = 500  # G iterations between FID evaluations (and at the end)
+    fid_every: int = 500  # G iterations between FID points (and sample grids), and one at the end
+    converge: bool = False  # stop once the FID curve has flattened
+    converge_window: int = 3  # ... over its last this many points
+    ema_decay: float = 0.0  # > 0: an EMA of G's weights, updated after every G step
 
     def __post_init__(self) -> None:
         if self.d_steps < 1:
             raise ValueError(f"d_steps must be >= 1, found {self.d_steps}")
+        if self.g_steps < 1:
+            raise ValueError(f"g_steps must be >= 1, found {self.g_steps}")
 
 
 @dataclass
 class GANHistory:
     log: list[dict] = field(default_factory=list)  # training curves
-    fid: list[dict] = field(default_factory=list)  # FID curve
+    fid: list[CurvePoint] = field(default_factory=list)  # FID curve
     g_iters: int = 0
     d_iters: int = 0
+    epochs: float = 0.0  # passes of D over the real images
+    converged_at: int | None = None  # the G iteration at which the curve flattened (None: the budget ended first)
 
 
 RealBatch = Callable[[torch.Tensor], torch.Tensor]  # indices (b,) -> images (b, C, H, W) on the device
+FidFn = Callable[[int], CurvePoint]  # G iteration -> a point of the curve for the current (EMA) G
+
+
+def _batches(n_real: int, bs: int, rank: int, world: int, order_gen: torch.Generator):
+    """Endless whole batches of indices (this rank's stride), a fresh order from ``order_gen``
+    every pass over the data; yields (epoch, indices)."""
+    if n_real < bs:
+        raise ValueError(f"gan: {n_real} training images are fewer than one batch of {bs} (raise the profile's "
+                         "gan.n_train)")
+    epoch = 0
+    while True:
+        epoch += 1
+        order = torch.randperm(n_real, generator=order_gen)
+        for start in range(0, n_real - bs + 1, bs):  # whole batches only: every step sees bs images
+            yield epoch, order[start:start + bs][rank::world]
 
 
 def train_gan(step: GANStep, n_real: int, real_batch: RealBatch, schedule: GANSchedule,
-              order_gen: torch.Generator, fid_fn: Callable[[], float] | None = None,
-              after_epoch: Callable[[int], None] | None = None) -> GANHistory:
-    """Alternate ``schedule.d_steps`` D steps (one real batch each) with one G step.
+              order_gen: torch.Generator, fid_fn: FidFn | None = None, ema: nn.Module | None = None,
+              after_point: Callable[[int], None] | None = None) -> GANHistory:
+    """Alternate ``schedule.d_steps`` D steps (one real batch each) with one G step, for
+    ``schedule.g_steps`` G steps or until the FID curve flattens (``schedule.converge``).
 
     ``real_batch(idx)`` returns the real images of a batch (indices into 0..n_real-1 in an order
-    drawn from ``order_gen``); ``fid_fn()`` scores the current G (rank 0 only);
-    ``after_epoch(epoch)`` runs after every epoch (sample grids). Logged rows hold: G iteration,
-    images seen by D, D loss, G loss, mean D(x), mean D(G(z)), the mean D logits on both, and the
-    norm of the gradient reaching G; during the first ``trace_iters`` G iterations also the
-    gradient norms under both generator losses at the same state (JS losses); that extra forward
-    runs G in training mode, so it also moves G's BatchNorm running statistics (a batch of the same
-    code distribution; momentum 0.1 washes it out within a few dozen iterations).
+    drawn from ``order_gen``); ``fid_fn(g_iter)`` scores the current G (its EMA if ``ema``),
+    rank 0 only, every ``fid_every`` G iterations and at the end; ``after_point(g_iter)`` runs
+    after each point (sample grids). Logged rows hold: G iteration, images seen by D, D loss,
+    G loss, mean D(x), mean D(G(z)), the mean D logits on both, and the norm of the gradient
+    reaching G; during the first ``trace_iters`` G iterations also the gradient norms under both
+    generator losses at the same state (JS losses); that extra forward runs G in training mode,
+    so it also moves G's BatchNorm running statistics (a batch of the same code distribution;
+    momentum 0.1 washes it out within a few dozen iterations). Under torchrun, rank 0 decides
+    when the curve has flattened and the other ranks follow.
     """
     rank, world = step.rank, step.world
     hist = GANHistory()
     bs = schedule.batch_size
-    d_total = schedule.epochs * (n_real // bs)
-    if d_total < schedule.d_steps:
-        raise ValueError(f"gan: {schedule.epochs} epoch(s) of {n_real} images in whole batches of {bs} give {d_total} "
-                         f"discriminator steps, fewer than d_steps = {schedule.d_steps}: no generator step would run "
-                         "(raise the profile's gan.epochs or n_train)")
     pending: list[StepStats] = []
-    g_loss_v = g_norm = torch.zeros(())
-    bar = tqdm(total=schedule.epochs * math.ceil(n_real / bs), desc="D steps", disable=quiet() or rank > 0)
-    for epoch in range(1, schedule.epochs + 1):
-        order = torch.randperm(n_real, generator=order_gen)
-        for start in range(0, n_real - bs + 1, bs):  # whole batches only: every step sees bs images
-            idx = order[start:start + bs][rank::world]
-            pending.append(step.d_step(real_batch(idx), bs))
-            hist.d_iters += 1
-            bar.update(1)
-            if hist.d_iters % schedule.d_steps:
-                continue
-            trace = hist.g_iters < schedule.trace_iters and step.loss != "wgan_gp"
-            if trace or hist.g_iters % schedule.log_every == 0:
-                extra = {}
-                if trace:
-                    mm, ns, _ = both_generator_grads(step.g, step.d, step.codes(bs))
-                    extra = {"g_grad_minimax": mm, "g_grad_non_saturating": ns}
-                g_loss_v, g_norm = step.g_step(bs)
-                hist.log.append(_row(hist, pending, g_loss_v, g_norm, bs, extra))
-            else:
-                step.g_step(bs)
-            pending = []
-            hist.g_iters += 1
-            if fid_fn is not None and rank == 0 and hist.g_iters % schedule.fid_every == 0:
-                hist.fid.append({"g_iter": hist.g_iters, "images": hist.d_iters * bs, "fid": fid_fn()})
-        if after_epoch is not None and rank == 0:
-            after_epoch(epoch)
+    bar = tqdm(total=schedule.g_steps, desc="G steps", disable=quiet() or rank > 0)
+    batches = _batches(n_real, bs, rank, world, order_gen)
+    while hist.g_iters < schedule.g_steps:
+        epoch, idx = next(batches)
+        pending.append(step.d_step(real_batch(idx), bs))
+        hist.d_iters += 1
+        if hist.d_iters % schedule.d_steps:
+            continue
+        trace = hist.g_iters < schedule.trace_iters and step.loss != "wgan_gp"
+        if trace or hist.g_iters % schedule.log_every == 0:
+            extra = {}
+            if trace:
+                mm, ns, _ = both_generator_grads(step.g, step.d, step.codes(bs))
+                extra = {"g_grad_minimax": mm, "g_grad_non_saturating": ns}
+            g_loss_v, g_norm = step.g_step(bs)
+            hist.log.append(_row(hist, pending, g_loss_v, g_norm, bs, extra))
+        else:
+            step.g_step(bs)
+        if ema is not None:
+            ema_update(ema, step.g, ema_decay_at(hist.g_iters, schedule.ema_decay))
+        pending = []
+        hist.g_iters += 1
+        bar.update(1)
+        if fid_fn is not None and (hist.g_iters % schedule.fid_every == 0 or hist.g_iters == schedule.g_steps):
+            if _point(hist, fid_fn, schedule, rank, world, after_point, step.device):
+                break
     bar.close()
-    if fid_fn is not None and rank == 0 and (not hist.fid or hist.fid[-1]["g_iter"] != hist.g_iters):
-        hist.fid.append({"g_iter": hist.g_iters, "images": hist.d_iters * bs, "fid": fid_fn()})
+    hist.epochs = hist.d_iters * bs / n_real
     return hist
+
+
+def _point(hist: GANHistory, fid_fn: FidFn, schedule: GANSchedule, rank: int, world: int,
+           after_point: Callable[[int], None] | None, device: torch.device) -> bool:
+    """Take a point of the FID curve (rank 0); True when training should stop (all ranks agree)."""
+    stop = torch.zeros(1, device=device)
+    if rank == 0:
+        hist.fid.append(fid_fn(hist.g_iters))
+        if after_point is not None:
+            after_point(hist.g_iters)
+        if schedule.converge and flattened(hist.fid, schedule.converge_window):
+            hist.converged_at = hist.g_iters
+            stop += 1
+    if world > 1:
+        dist.broadcast(stop, 0)
+    return bool(stop.item())
 
 
 def _row(hist: GANHistory, pending: list[StepStats], g_loss_v: torch.Tensor, g_norm: torch.Tensor,

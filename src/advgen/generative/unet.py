@@ -33,7 +33,8 @@ def _norm(ch: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, the embedding added between; a 1x1 skip when widths differ."""
+    """GroupNorm-SiLU-conv twice, the embedding (through SiLU and a linear projection) added
+    between; a 1x1 skip when widths differ."""
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int):
         super().__init__()
@@ -44,7 +45,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # (B, c_in, H, W), (B, E)
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(emb)[:, :, None, None]
+        h = h + self.emb(F.silu(emb))[:, :, None, None]  # SiLU first, as Ho et al. and diffusers do
         h = self.conv2(F.silu(self.norm2(h)))
         return h + self.skip(x)  # (B, c_out, H, W)
 
