@@ -70,7 +70,7 @@ def test_report_writes_its_outputs_deterministically(real_report, tmp_path):
     models = sorted(p.name for p in (real_report / "robustness").iterdir() if (p / "linf.tsv").exists())
     assert figures == sorted(["training.png", "worst_case.png", "backdoor_examples.png", "gan_fid.png",
                               "gan_d_fake.png", "gan_saturation.png", "gan_probe.png", "diffusion_samplers.png",
-                              "diffusion_guidance.png", *(f"robustness_{m}.png" for m in models)])
+                              "diffusion_guidance.png", "diffusion_fid.png", *(f"robustness_{m}.png" for m in models)])
     for f in figures:
         w, h = _png_size((real_report / "figures" / f).read_bytes())
         assert w >= 400 and h >= 300

@@ -153,8 +153,7 @@ def generative(m: dict[str, Any]) -> dict[str, Any]:
     the main sampler in the sweep (the whole sweep is in the metrics file)."""
     out: dict[str, Any] = {"feature_network": m["feature_sha256"][:12], "floor_fid": m["floor"]["fid"]}
     for name, r in m["models"].items():
-        if r.get("role") == "unconditional":  # a conditional model's null-label row: its FID only
-            out[name] = {"fid": r["fid"]}
+        if r.get("role") == "unconditional":  # a conditional model's null-label row: in the metrics file only
             continue
         row = {"fid": r["fid"], "kid": r["kid"], "precision": r["precision"], "recall": r["recall"]}
         if "stacked" in r:
