@@ -29,7 +29,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from advgen.attacks import PGD, Square, margin
+from advgen.attacks.base import margin
+
+from advgen.attacks.pgd import PGD
+
+from advgen.attacks.square import Square
 from advgen.data import load_split, to_float
 from advgen.models import build_model, load_model
 from advgen.utils import resolve_device

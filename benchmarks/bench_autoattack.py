@@ -28,9 +28,11 @@ import time
 
 import torch
 
-from advgen.attacks import FGSM, PGD
+from advgen.attacks.fgsm import FGSM
+
+from advgen.attacks.pgd import PGD
 from advgen.evaluation import eval_set, load_for_attack, predict
-from advgen.robustness import CascadeConfig, batched, cascade
+from advgen.attacks.robustness import CascadeConfig, batched, cascade
 
 
 def advgen_worst_case(model, x, y, eps: float, cfg: CascadeConfig, seed: int) -> torch.Tensor:
@@ -75,7 +77,8 @@ def union_of_standalone_attacks(model, x, y, eps: float, seed: int, n_square: in
     """(N,) bool robust under the evaluation advgen ran before the cascade: every attack on every
     image (FGSM, PGD-20, APGD-CE and untargeted APGD-DLR with 100 iterations), Square with 5,000
     queries on the first ``n_square`` images, an image robust only if every attack missed it."""
-    from advgen.attacks import APGD, Square
+    from advgen.attacks.apgd import APGD
+    from advgen.attacks.square import Square
 
     gen = torch.Generator().manual_seed(seed)
     ok = predict(model, x) == y

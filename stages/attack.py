@@ -16,13 +16,22 @@ from pathlib import Path
 import torch
 
 from advgen import headline, stage
+from advgen.attacks import headline as hl
+from advgen.attacks.params import load_attack_config
+from advgen.attacks.robustness import ATTACKS, square_summary, sweep
 from advgen.config import ConfigError
+from advgen.defenses.params import defended_names
 from advgen.evaluation import class_names, eval_set, load_for_attack, predict
-from advgen.schema import defended_names, load_attack_config
 from advgen.plots import image_rows
-from advgen.robustness import ATTACKS, square_summary, sweep
 from advgen.stats import accuracy_ci
-from advgen.utils import atomic_save_tensors, atomic_write_json, deterministic_kernels, generator, resolve_device, round_floats
+from advgen.utils import (
+    atomic_save_tensors,
+    atomic_write_json,
+    deterministic_kernels,
+    generator,
+    resolve_device,
+    round_floats,
+)
 
 
 def run_attack(model, model_name: str, attack: str, x_all: torch.Tensor, y_all: torch.Tensor, cfg,
@@ -35,7 +44,7 @@ def run_attack(model, model_name: str, attack: str, x_all: torch.Tensor, y_all: 
     square_eps = cfg.eps_linf if cfg.square_sweep else [0.0, cfg.square_eps]
     eps_list = {"pgd_l2": cfg.eps_l2, "square": square_eps}.get(attack, cfg.eps_linf)
     # A fresh generator per attack: each curve is the same whichever attacks run beside it.
-    res = sweep(attack, model, x, y, eps_list, cfg.__dict__, generator(seed),
+    res = sweep(attack, model, x, y, eps_list, cfg, generator(seed),
                 show_eps=cfg.check_eps if attack != "pgd_l2" else max(eps_list))
     clean = (predict(model, x) == y).cpu()
     per_eps = {f"{e:g}": accuracy_ci(c.cpu()) for e, c in zip(res.eps, res.correct)}
@@ -66,20 +75,20 @@ def run_attack(model, model_name: str, attack: str, x_all: torch.Tensor, y_all: 
 
 def run(params: dict, model_name: str) -> None:
     common = stage.common(params)
-    cfg = load_attack_config(params, model_name)
+    defended = model_name in defended_names(params)
+    cfg = load_attack_config(params, defended=defended)
     unknown = [a for a in cfg.attacks if a not in ATTACKS]
     if unknown:
         raise ConfigError(f"unknown attack(s) {unknown}; expected some of {sorted(ATTACKS)}")
     deterministic_kernels()
     device = resolve_device(common.device)
     model = load_for_attack(model_name, device)
-    dataset = params["ingest"]["dataset"]
+    dataset = stage.dataset(params)
     x, y = eval_set(dataset, cfg.n_eval, common.seed, model.sidecar["in_shape"][-1])
     names = class_names(dataset)
     per_attack = {a: run_attack(model, model_name, a, x, y, cfg, common.seed, names, device) for a in cfg.attacks}
-    # Defended models' worst case per eps is in their robustness headline: one eps per L-inf attack here.
-    only_eps = cfg.check_eps if model_name in defended_names(params) else None
-    headline.write(f"attacks/{model_name}", headline.attacks(per_attack, only_eps))
+    # Every model's worst case per eps is in its robustness headline: one eps per L-inf attack here.
+    headline.write(f"attacks/{model_name}", hl.attacks(per_attack, cfg.check_eps, queries=not defended))
 
 
 if __name__ == "__main__":

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from advgen import headline, stage
+from advgen.config import load_section
 from advgen.data import dataset_dir, load_split, subset, to_float
+from advgen.generative import headline as hl
 from advgen.generative.autoencoder import Autoencoder, fit_autoencoder, reconstruction_scores
 from advgen.generative.diffusion_run import seeded_init
+from advgen.generative.params import AutoencoderConfig
 from advgen.generative.store import save_module, save_samples
+from advgen.io import tsv
 from advgen.models import to_layout
 from advgen.plots import grid_png
-from advgen.schema import AutoencoderConfig, load_section
 from advgen.utils import atomic_dir, atomic_write_json, deterministic_kernels, resolve_device, round_floats
 
 
@@ -30,7 +32,7 @@ def train_autoencoder(params: dict) -> dict:
     device = resolve_device(common.device)
     deterministic_kernels()
     gen = torch.Generator().manual_seed(common.seed)
-    folder = dataset_dir(params["ingest"]["dataset"])
+    folder = dataset_dir(stage.dataset(params))
     x, y = load_split(folder, "train")
     x, _ = subset(x, y, cfg.n_train, gen)
     xte, _ = load_split(folder, "test")
@@ -58,10 +60,10 @@ def train_autoencoder(params: dict) -> dict:
                             "train_mse_final": fit.log[-1]["train_mse"]})
     with atomic_dir("reports/autoencoder") as tmp:
         atomic_write_json(tmp / "metrics.json", metrics)
-        (tmp / "log.tsv").write_text(pd.DataFrame(fit.log).to_csv(sep="\t", index=False, float_format="%.6g"))
+        (tmp / "log.tsv").write_text(tsv(fit.log, "%.6g"))
         pairs = torch.cat([test[:8].cpu(), recon[:8]])  # originals over reconstructions
         (tmp / "reconstructions.png").write_bytes(grid_png(pairs, 8))
-    headline.write("autoencoder", headline.autoencoder(metrics))
+    headline.write("autoencoder", hl.autoencoder(metrics))
     return {"train_seconds_per_epoch": [round(s, 3) for s in fit.epoch_seconds]}
 
 

@@ -15,12 +15,15 @@ from pathlib import Path
 import torch
 
 from advgen import headline, stage
+from advgen.backdoors import headline as hl
 from advgen.backdoors.dataset import load_index, load_triggered, poisoned_mask
 from advgen.backdoors.evaluation import DefenseInputs, EvalSet, Recipe, evaluate_backdoor
+from advgen.backdoors.params import BackdoorDefenseConfig, PoisonConfig
 from advgen.backdoors.poison import scoring_mask, to_unit
+from advgen.config import load_section
 from advgen.data import dataset_dir, load_split, subset, subset_index
 from advgen.models import load_model
-from advgen.schema import BackdoorDefenseConfig, PoisonConfig, TrainConfig, load_section
+from advgen.schema import TrainConfig
 from advgen.training import training_data
 from advgen.utils import atomic_write_json, deterministic_kernels, resolve_device, round_floats
 
@@ -29,7 +32,8 @@ def backdoor_defense(params: dict, name: str) -> None:
     common = stage.common(params)
     cfg = load_section(BackdoorDefenseConfig, params, "backdoor_defense")
     train_cfg = load_section(TrainConfig, params, "train")
-    spec = load_section(PoisonConfig, params, "poison").spec(name)
+    poison = load_section(PoisonConfig, params, "poison")
+    spec = poison.spec(name)
     if name not in cfg.models:
         raise ValueError(f"params.yaml: {name!r} is not in backdoor_defense.models {sorted(cfg.models)}")
     if train_cfg.spec(name).resolution is not None:
@@ -40,7 +44,7 @@ def backdoor_defense(params: dict, name: str) -> None:
     model = load_model(Path("models") / name, device)
     meta = json.loads((Path("models") / name / "model.json").read_text())
     recipe = Recipe.from_sidecar(meta)
-    dataset = params["ingest"]["dataset"]
+    dataset = stage.dataset(params)
     # The training set exactly as the model saw it: the train stage's seeded subset of the poisoned split.
     data = training_data(dataset, train_cfg.n_train, train_cfg.n_test, None, torch.Generator().manual_seed(recipe.seed),
                          f"poisoned/{name}")
@@ -55,14 +59,14 @@ def backdoor_defense(params: dict, name: str) -> None:
     ev = EvalSet(to_unit(test_x[keep]), test_y[keep], to_unit(trig_x[keep][mask]), trig_y[keep][mask], spec.target)
     inp = DefenseInputs(model, recipe, *data.train, is_poison, max(1, round(spec.rate * len(data.train[1]))),
                         to_unit(clean_x), clean_y)
-    refs = {r: load_model(Path("models") / r, device) for r in dict.fromkeys([cfg.reference, params["poison"]["model"]])}
+    refs = {r: load_model(Path("models") / r, device) for r in dict.fromkeys([cfg.reference, poison.model])}
     out, seconds = evaluate_backdoor(inp, ev, cfg.models[name], cfg, gen, device, refs)
     metrics = round_floats({"model": name, "poison": spec.config(), "n_train": len(data.train[1]),
                             "n_poisoned_in_train": int(is_poison.sum()), "n_clean": len(clean_y),
                             "n_eval": len(ev.clean_y), "n_asr": len(ev.trig_y), "reference": cfg.reference,
                             "epochs": recipe.epochs, **out})
     atomic_write_json(Path("reports/backdoor") / name / "metrics.json", metrics)
-    headline.write(f"backdoor/{name}", headline.backdoor(metrics))
+    headline.write(f"backdoor/{name}", hl.backdoor(metrics))
     # Each defense's wall seconds: a cost (it varies from run to run), beside the stage's own
     atomic_write_json(Path("reports/cost/backdoor") / f"{name}.defenses.json",
                       {"defense_wall_s": {k: round(v, 3) for k, v in seconds.items()}})

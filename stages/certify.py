@@ -15,14 +15,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from advgen import headline, stage
 from advgen.config import ConfigError, load_section
+from advgen.defenses import headline as hl
 from advgen.defenses import smoothing
+from advgen.defenses.params import CertifyConfig
 from advgen.evaluation import eval_set, load_for_attack
-from advgen.schema import CertifyConfig
-from advgen.utils import atomic_write_json, atomic_write_text, deterministic_kernels, generator, resolve_device, round_floats
+from advgen.io import tsv
+from advgen.utils import (
+    atomic_write_json,
+    atomic_write_text,
+    deterministic_kernels,
+    generator,
+    resolve_device,
+    round_floats,
+)
 
 
 def main(params: dict, name: str) -> None:
@@ -34,7 +41,7 @@ def main(params: dict, name: str) -> None:
     device = resolve_device(common.device)
     model = load_for_attack(name, device)
     sigma = smoothing.sigma_of(model, name)
-    x, y = eval_set(params["ingest"]["dataset"], cfg.n_eval, common.seed, model.sidecar["in_shape"][-1])
+    x, y = eval_set(stage.dataset(params), cfg.n_eval, common.seed, model.sidecar["in_shape"][-1])
     log = lambda s: print(f"[certify {name}] {s}", file=sys.stderr)
     metrics = smoothing.evaluate_smoothing(model, x.to(device), y.to(device), sigma, cfg, generator(common.seed), log=log)
     for c in metrics["checks"]:
@@ -43,9 +50,8 @@ def main(params: dict, name: str) -> None:
     out = Path("reports/certify") / name
     metrics = round_floats({"model": name, **metrics})
     atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "curve.tsv", pd.DataFrame(metrics["curve"]).to_csv(sep="\t", index=False,
-                                                                              float_format="%.6f"))
-    headline.write(f"certify/{name}", smoothing.headline(metrics))
+    atomic_write_text(out / "curve.tsv", tsv(metrics["curve"], "%.6f"))
+    headline.write(f"certify/{name}", hl.certify(metrics))
 
 
 if __name__ == "__main__":

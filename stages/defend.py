@@ -11,15 +11,18 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from advgen import headline, stage
+from advgen.config import load_section
 from advgen.data import subset
+from advgen.defenses import headline as hl
+from advgen.defenses.params import DefendConfig
 from advgen.defenses.training import train_defense
 from advgen.evaluation import load_for_attack
+from advgen.io import tsv
 from advgen.models import build_model, save_model
-from advgen.schema import DefendConfig, TrainConfig, load_section
+from advgen.schema import TrainConfig
 from advgen.stats import wilson_p
 from advgen.training import setup, training_data
 from advgen.utils import atomic_dir, atomic_write_json, atomic_write_text, deterministic_kernels, round_floats
@@ -37,7 +40,7 @@ def defend(params: dict, name: str) -> None:
     rank, device = started
     deterministic_kernels()
     gen = torch.Generator().manual_seed(common.seed)
-    dataset = params["ingest"]["dataset"]
+    dataset = stage.dataset(params)
     data = training_data(dataset, cfg.n_train, train_cfg.n_test, base_spec.resolution, gen)
     (xtr, ytr), (xte, yte) = data.train, data.test
     monitor = subset(xtr, ytr, cfg.n_monitor, torch.Generator().manual_seed(common.seed + 1))
@@ -81,8 +84,8 @@ def defend(params: dict, name: str) -> None:
     out = Path("reports/defend") / name
     metrics = round_floats(metrics)
     atomic_write_json(out / "metrics.json", metrics)
-    headline.write(f"defend/{name}", headline.defend(metrics))
-    atomic_write_text(out / "curve.tsv", pd.DataFrame(fit.history).to_csv(sep="\t", index=False, float_format="%.6f"))
+    headline.write(f"defend/{name}", hl.defend(metrics))
+    atomic_write_text(out / "curve.tsv", tsv(fit.history, "%.6f"))
 
 
 if __name__ == "__main__":

@@ -14,18 +14,20 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from advgen import headline, stage
+from advgen.config import load_section
 from advgen.data import dataset_dir, load_split, subset, to_float
+from advgen.generative import headline as hl
 from advgen.generative.autoencoder import Autoencoder
-from advgen.generative.diffusion_run import Curve, fit_diffusion, sample_sets
+from advgen.generative.diffusion_run import Curve, fit_diffusion, sample_plan, sample_sets
 from advgen.generative.features import load_feature_net
+from advgen.generative.params import DiffusionConfig
 from advgen.generative.store import load_module, save_module, save_samples
 from advgen.generative.unet import n_params
+from advgen.io import tsv
 from advgen.plots import grid_png
-from advgen.schema import DiffusionConfig, load_section
 from advgen.training import setup
 from advgen.utils import atomic_dir, atomic_write_json, deterministic_kernels, round_floats
 
@@ -34,7 +36,7 @@ def train_diffusion_config(params: dict, name: str) -> dict | None:
     common = stage.common(params)
     cfg = load_section(DiffusionConfig, params, "diffusion")
     spec = cfg.spec(name)
-    plan = cfg.plan(name)
+    plan = sample_plan(cfg, name)
     started = setup(cfg.nproc, common.device)
     if started is None:  # ran under torchrun
         return None
@@ -42,7 +44,7 @@ def train_diffusion_config(params: dict, name: str) -> dict | None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     deterministic_kernels()
     gen = torch.Generator().manual_seed(common.seed)
-    x, y = load_split(dataset_dir(params["ingest"]["dataset"]), "train")
+    x, y = load_split(dataset_dir(stage.dataset(params)), "train")
     x, y = subset(x, y, cfg.n_train, gen)
     if tuple(x.shape[1:]) != (1, 28, 28):
         raise ValueError(f"diffusion: the U-Net and autoencoder are built for 28x28 grey images, but the dataset's "
@@ -95,9 +97,9 @@ def train_diffusion_config(params: dict, name: str) -> dict | None:
     main = next(k for k, s in sets.items() if s["role"] == "main")
     with atomic_dir(Path("reports/diffusion") / name) as tmp:
         atomic_write_json(tmp / "metrics.json", metrics)
-        (tmp / "log.tsv").write_text(pd.DataFrame(log).to_csv(sep="\t", index=False, float_format="%.6g"))
+        (tmp / "log.tsv").write_text(tsv(log, "%.6g"))
         fid = [{**p.row("epoch"), "iter": p.step * fit.hist.iters // max(fit.hist.epochs, 1)} for p in fit.hist.fid]
-        (tmp / "fid.tsv").write_text(pd.DataFrame(fid).to_csv(sep="\t", index=False, float_format="%.6g"))
+        (tmp / "fid.tsv").write_text(tsv(fid, "%.6g"))
         (tmp / "samples.png").write_bytes(grid_png(sets[main]["images"][:cfg.grid ** 2], cfg.grid))
         if strip:
             rows = torch.stack(strip, 1).flatten(0, 1)  # (seeds * frames, 1, 28, 28): one seed per row
@@ -106,7 +108,7 @@ def train_diffusion_config(params: dict, name: str) -> dict | None:
             if s["role"] == "guidance":  # one row per class
                 per_class = torch.cat([s["images"][s["labels"] == c][:cfg.grid] for c in range(spec.num_classes)])
                 (tmp / f"{k}.png").write_bytes(grid_png(per_class, cfg.grid))
-    headline.write(f"diffusion/{name}", headline.diffusion(metrics))
+    headline.write(f"diffusion/{name}", hl.diffusion(metrics))
     return {"train_seconds_per_epoch": [round(s, 3) for s in fit.hist.epoch_seconds],
             "snapshot_seconds": None if fit.hist.snapshot_seconds is None else round(fit.hist.snapshot_seconds, 3),
             "sampling_seconds_per_1000": {k: round(1000 * seconds[k] / len(s["images"]), 3) for k, s in sets.items()}}

@@ -1,13 +1,13 @@
 """Stage dimension (C4): FGSM at a fixed eps on the same linear model at growing input dimension."""
 from __future__ import annotations
 
-
-import pandas as pd
-
 from advgen import headline, stage
-from advgen.schema import DimensionConfig, load_section
-from advgen.dimension import curve_rows, measure
+from advgen.attacks import headline as hl
+from advgen.attacks.dimension import curve_rows, measure
+from advgen.attacks.params import DimensionConfig
+from advgen.config import load_section
 from advgen.evaluation import eval_set, load_for_attack
+from advgen.io import tsv
 from advgen.utils import atomic_write_json, atomic_write_text, deterministic_kernels, resolve_device, round_floats
 
 
@@ -19,13 +19,13 @@ def main(params: dict) -> None:
     rows = {}
     for name in cfg.models:
         model = load_for_attack(name, device)
-        x, y = eval_set(params["ingest"]["dataset"], cfg.n_eval, common.seed, model.sidecar["in_shape"][-1])
+        x, y = eval_set(stage.dataset(params), cfg.n_eval, common.seed, model.sidecar["in_shape"][-1])
         rows[name] = measure(model, x.to(device), y.to(device), cfg.eps)
     metrics = round_floats({"eps": cfg.eps, "models": rows})
     atomic_write_json("reports/dimension/metrics.json", metrics)
-    headline.write("dimension", headline.dimension(metrics))
+    headline.write("dimension", hl.dimension(metrics))
     atomic_write_text("reports/dimension/curve.tsv",
-                      pd.DataFrame(curve_rows(rows)).to_csv(sep="\t", index=False, float_format="%.6f"))
+                      tsv(curve_rows(rows), "%.6f"))
 
 
 if __name__ == "__main__":

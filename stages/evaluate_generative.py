@@ -16,15 +16,27 @@ from pathlib import Path
 import torch
 
 from advgen import headline, stage
-from advgen.plots import grid_png
+from advgen.config import load_section
 from advgen.data import dataset_dir, subset_index, to_float
-from advgen.generative.evaluate import (Settings, check_sizes, evaluate_diffusion, evaluate_model, evaluate_samples,
-                                        floor, load_real, memorisation, score, split_features)
+from advgen.generative import headline as hl
+from advgen.generative.evaluate import (
+    Settings,
+    check_sizes,
+    evaluate_diffusion,
+    evaluate_model,
+    evaluate_samples,
+    floor,
+    load_real,
+    memorisation,
+    score,
+    split_features,
+)
 from advgen.generative.features import extract, load_feature_net
 from advgen.generative.models import load_generator
+from advgen.generative.params import EvaluateGenerativeConfig
 from advgen.generative.scores import inception_fid
 from advgen.generative.training import stack_channels
-from advgen.schema import EvaluateGenerativeConfig, load_section
+from advgen.plots import grid_png
 from advgen.utils import atomic_dir, atomic_write_json, deterministic_kernels, resolve_device, round_floats
 
 
@@ -45,7 +57,7 @@ def evaluate(params: dict) -> None:
     deterministic_kernels()
     net = load_feature_net(cfg.feature_model, cfg.feature_sha256, device)
     gen = torch.Generator().manual_seed(common.seed)
-    real, xtr, xte = load_real(dataset_dir(params["ingest"]["dataset"]), cfg.n, gen)
+    real, xtr, xte = load_real(dataset_dir(stage.dataset(params)), cfg.n, gen)
     check_sizes(s, len(xtr), len(xte))
     real.train_feats = extract(net, real.train)
     m = cfg.n_memorisation or max(len(xtr), len(xte))  # 0: every image of both splits
@@ -97,7 +109,7 @@ def evaluate(params: dict) -> None:
         for name, imgs in grids.items():
             (tmp / f"interpolation_{name}.png").write_bytes(grid_png(imgs, s.interp_steps))
     atomic_write_json("reports/cost/generative_sampling.json", costs)
-    headline.write("generative", headline.generative(metrics))
+    headline.write("generative", hl.generative(metrics))
 
 
 def _samples(name: str, cfg: EvaluateGenerativeConfig, device: torch.device, seed: int) -> torch.Tensor:

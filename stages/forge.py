@@ -1,10 +1,11 @@
 """Stage forge (C1, C2): the lecture's "iguana" attacks on the fixed target model."""
 from __future__ import annotations
 
-
 from advgen import headline, stage
-from advgen.schema import ForgeConfig, load_section
+from advgen.attacks import headline as hl
 from advgen.attacks.forge import c1_experiment, c2_experiment
+from advgen.attacks.params import ForgeConfig
+from advgen.config import load_section
 from advgen.evaluation import class_names, eval_set, load_for_attack, predict
 from advgen.plots import image_rows
 from advgen.utils import atomic_write_json, deterministic_kernels, generator, resolve_device, round_floats
@@ -17,7 +18,7 @@ def main(params: dict) -> None:
     device = resolve_device(common.device)
     model = load_for_attack(cfg.model, device)
     k = model.sidecar["num_classes"]
-    dataset = params["ingest"]["dataset"]
+    dataset = stage.dataset(params)
     res = model.sidecar["in_shape"][-1]
     ref_x, ref_y = eval_set(dataset, cfg.n_reference, common.seed, res, split="train")
     real_x, real_y = eval_set(dataset, cfg.n_reference, common.seed + 1, res)
@@ -30,7 +31,7 @@ def main(params: dict) -> None:
                                      num_classes=k, generator=generator(common.seed))
     metrics = round_floats({"model": cfg.model, "c1": c1, "c2": c2})
     atomic_write_json("reports/forge/metrics.json", metrics)
-    headline.write("forge", headline.forge(metrics))
+    headline.write("forge", hl.forge(metrics))
     names = class_names(dataset)
     p1, p2 = predict(model, c1_images[:k]).tolist(), predict(model, c2_images["mse"][:k]).tolist()
     image_rows([("C1 from noise", c1_images[:k].cpu(), [f"->{names[i]}" for i in p1])], "reports/forge/c1.png")

@@ -11,23 +11,25 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from advgen import headline, stage
-from advgen.plots import grid_png
+from advgen.config import load_section
 from advgen.data import dataset_dir, load_split, subset, to_float
+from advgen.generative import headline as hl
+from advgen.generative.features import load_feature_net
 from advgen.generative.gan import GANSchedule
 from advgen.generative.models import save_generator
-from advgen.generative.features import load_feature_net
+from advgen.generative.params import GANConfig
 from advgen.generative.training import early_d_fake, fit_gan
-from advgen.schema import GANConfig, load_section
+from advgen.io import tsv
+from advgen.plots import grid_png
 from advgen.training import setup
 from advgen.utils import atomic_dir, atomic_write_json, deterministic_kernels, round_floats
 
 
 def _tsv(rows: list[dict]) -> str:
-    return pd.DataFrame(rows).to_csv(sep="\t", index=False, float_format="%.6g")
+    return tsv(rows, "%.6g")
 
 
 def train_gan_config(params: dict, name: str) -> None:
@@ -40,7 +42,7 @@ def train_gan_config(params: dict, name: str) -> None:
     rank, device = started
     deterministic_kernels()
     gen = torch.Generator().manual_seed(common.seed)
-    x, y = load_split(dataset_dir(params["ingest"]["dataset"]), "train")
+    x, y = load_split(dataset_dir(stage.dataset(params)), "train")
     x, _ = subset(x, y, cfg.n_train, gen)
     real = to_float(x)  # (N, 1, 28, 28) in [0, 1]
     feature_net = load_feature_net(cfg.feature_model, device=device)
@@ -79,7 +81,7 @@ def train_gan_config(params: dict, name: str) -> None:
         (tmp / "samples").mkdir()
         for g_iter, imgs in run.grids.items():
             (tmp / "samples" / f"g{g_iter:06d}.png").write_bytes(grid_png(imgs, cfg.grid))  # make_grid + save_image
-    headline.write(f"gan/{name}", headline.gan(metrics))
+    headline.write(f"gan/{name}", hl.gan(metrics))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from advgen import headline, stage
+from advgen.config import load_section
 from advgen.data import FetchPolicy, ingest
-from advgen.schema import IngestConfig, load_section
+from advgen.schema import IngestConfig
 from advgen.utils import atomic_write_json
 
 

@@ -2,14 +2,15 @@
 printability/smoothness terms, the two baselines, and the weight ablation."""
 from __future__ import annotations
 
-
-import pandas as pd
 import torch
 
 from advgen import headline, stage
-from advgen.schema import PatchConfig, load_section
+from advgen.attacks import headline as hl
+from advgen.attacks.params import PatchConfig
 from advgen.attacks.patch import curve_rows, example_rows, patch_sweep
+from advgen.config import load_section
 from advgen.evaluation import class_names, eval_set, load_for_attack
+from advgen.io import tsv
 from advgen.plots import image_rows
 from advgen.utils import atomic_write_json, atomic_write_text, deterministic_kernels, resolve_device, round_floats
 
@@ -22,7 +23,7 @@ def main(params: dict) -> None:
     model = load_for_attack(cfg.model, device)
     side = model.sidecar["in_shape"][-1]
     cfg.check_image(side)
-    dataset = params["ingest"]["dataset"]
+    dataset = stage.dataset(params)
     xtr, ytr = eval_set(dataset, cfg.n_train, common.seed, side, split="train")
     xte, yte = eval_set(dataset, cfg.n_test, common.seed, side)
     xtr, ytr, xte, yte = xtr.to(device), ytr.to(device), xte.to(device), yte.to(device)
@@ -37,9 +38,9 @@ def main(params: dict) -> None:
         "model": cfg.model, "target": cfg.target, "target_name": None if cfg.target is None else names[cfg.target],
         "n_train": len(ytr), "n_test": len(yte), "epochs": cfg.epochs, "palette": cfg.palette, **metrics})
     atomic_write_json("reports/patch/metrics.json", metrics)
-    headline.write("patch", headline.patch(metrics))
+    headline.write("patch", hl.patch(metrics))
     atomic_write_text("reports/patch/curve.tsv",
-                      pd.DataFrame(curve_rows(metrics)).to_csv(sep="\t", index=False, float_format="%.6f"))
+                      tsv(curve_rows(metrics), "%.6f"))
     show = xte[yte != cfg.target][:7] if cfg.target is not None else xte[:7]
     rows = example_rows(model, {k: v["with_terms"] for k, v in patches.items()}, show, common.seed + 3)
     image_rows([(f"{label} (with terms)", imgs, ["patch" if i == 0 else names[p] for i, p in enumerate(pred.tolist())])

@@ -18,9 +18,10 @@ import torch
 
 from advgen import stage
 from advgen.backdoors.dataset import check_all, examples_png, poison_dataset, write_poisoned
+from advgen.backdoors.params import PoisonConfig
+from advgen.config import load_section
 from advgen.data import dataset_dir
 from advgen.evaluation import load_for_attack
-from advgen.schema import PoisonConfig, load_section
 from advgen.utils import atomic_write_json, deterministic_kernels, resolve_device
 
 
@@ -28,7 +29,7 @@ def poison(params: dict) -> None:
     common = stage.common(params)
     cfg = load_section(PoisonConfig, params, "poison")
     specs = {name: cfg.spec(name) for name in cfg.configs}
-    clean = dataset_dir(params["ingest"]["dataset"])
+    clean = dataset_dir(stage.dataset(params))
     check_all(specs, clean)  # every config, before any dataset is written
     deterministic_kernels()
     model = load_for_attack(cfg.model, resolve_device(common.device)) \

@@ -4,14 +4,14 @@ reports/figures/, the long tables behind `dvc plots` in reports/plots/ and the r
 headline metrics in reports/headline/report.json."""
 from __future__ import annotations
 
-from advgen import stage
+from advgen import areas, stage
 from advgen.plotdata import write_plot_data
 from advgen.report import make_report
 
 
 def main(params: dict) -> None:
     stage.common(params)  # validates the top-level keys
-    make_report("reports").write("reports")
+    make_report("reports", areas.report_parts(), areas.claim_registries()).write("reports")
     write_plot_data("reports", "reports/plots")  # long tables for dvc.yaml's top-level plots
 
 

@@ -10,15 +10,24 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 from safetensors.torch import load_file
 
 from advgen import headline, stage
+from advgen.attacks import headline as hl
+from advgen.attacks.params import load_attack_config
+from advgen.attacks.robustness import cascade_config, evaluate, paired_vs_base
+from advgen.defenses.params import defended_base
 from advgen.evaluation import eval_set, load_for_attack
-from advgen.schema import defended_base, load_attack_config
-from advgen.robustness import cascade_config, evaluate, paired_vs_base
-from advgen.utils import atomic_write_json, atomic_write_text, deterministic_kernels, generator, resolve_device, round_floats
+from advgen.io import tsv
+from advgen.utils import (
+    atomic_write_json,
+    atomic_write_text,
+    deterministic_kernels,
+    generator,
+    resolve_device,
+    round_floats,
+)
 
 
 def load_attack_results(name: str, attacks: list[str]) -> dict[str, tuple[list[float], torch.Tensor]]:
@@ -41,11 +50,11 @@ def load_transfer(name: str) -> tuple[dict[str, torch.Tensor], float | None]:
 
 def main(params: dict, name: str) -> None:
     common = stage.common(params)
-    cfg = load_attack_config(params, name)
+    cfg = load_attack_config(params, defended=defended_base(params, name) is not None)
     deterministic_kernels()
     device = resolve_device(common.device)
     model = load_for_attack(name, device)
-    x, y = eval_set(params["ingest"]["dataset"], cfg.n_eval, common.seed, model.sidecar["in_shape"][-1])
+    x, y = eval_set(stage.dataset(params), cfg.n_eval, common.seed, model.sidecar["in_shape"][-1])
     per_attack = load_attack_results(name, [a for a in cfg.attacks if a != "square"])
     transfer, t_eps = load_transfer(name)
     result = evaluate(model, x.to(device), y.to(device), eps_linf=cfg.eps_linf, per_attack=per_attack,
@@ -63,9 +72,9 @@ def main(params: dict, name: str) -> None:
     out = Path("reports/robustness") / name
     metrics = round_floats({"model": name, **result.metrics})
     atomic_write_json(out / "metrics.json", metrics)
-    headline.write(f"robustness/{name}", headline.robustness(metrics))
-    atomic_write_text(out / "linf.tsv", pd.DataFrame(result.linf_rows).to_csv(sep="\t", index=False, float_format="%.6f"))
-    atomic_write_text(out / "l2.tsv", pd.DataFrame(result.l2_rows).to_csv(sep="\t", index=False, float_format="%.6f"))
+    headline.write(f"robustness/{name}", hl.robustness(metrics))
+    atomic_write_text(out / "linf.tsv", tsv(result.linf_rows, "%.6f"))
+    atomic_write_text(out / "l2.tsv", tsv(result.l2_rows, "%.6f"))
 
 
 if __name__ == "__main__":

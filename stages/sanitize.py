@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from advgen import headline, stage
 from advgen.config import load_section
 from advgen.data import load_split, to_float
+from advgen.defenses import headline as hl
 from advgen.defenses import squeeze
+from advgen.defenses.params import SanitizeConfig
 from advgen.evaluation import eval_set, load_for_attack
-from advgen.schema import SanitizeConfig
+from advgen.io import tsv
 from advgen.utils import (
     atomic_write_json,
     atomic_write_text,
@@ -48,7 +49,7 @@ def main(params: dict) -> None:
     model = load_for_attack(cfg.model, device)
     side = model.sidecar["in_shape"][-1]
     cfg.check_image(side)
-    dataset = params["ingest"]["dataset"]
+    dataset = stage.dataset(params)
     x, y = eval_set(dataset, cfg.n_eval, common.seed, side)
     x_val = validation_images(dataset, cfg.n_eval, cfg.n_val, common.seed, side)
     result = squeeze.evaluate_squeezing(model, x_val.to(device), x.to(device), y.to(device), cfg,
@@ -56,8 +57,8 @@ def main(params: dict) -> None:
     roc = result.pop("roc")
     metrics = round_floats({"model": cfg.model, **result})
     atomic_write_json(OUT / "metrics.json", metrics)
-    atomic_write_text(OUT / "roc.tsv", pd.DataFrame(roc).to_csv(sep="\t", index=False, float_format="%.6f"))
-    headline.write("sanitize", squeeze.headline(metrics))
+    atomic_write_text(OUT / "roc.tsv", tsv(roc, "%.6f"))
+    headline.write("sanitize", hl.sanitize(metrics))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from advgen import headline, stage
+from advgen.config import load_section
+from advgen.io import tsv
 from advgen.models import build_model, save_model
-from advgen.schema import TrainConfig, load_section
+from advgen.schema import TrainConfig
 from advgen.stats import wilson_p
 from advgen.training import fit, setup, training_data
 from advgen.utils import atomic_dir, atomic_write_json, atomic_write_text, deterministic_kernels, round_floats
@@ -31,7 +32,7 @@ def train_model(params: dict, name: str) -> None:
     seed = common.seed if spec.seed is None else spec.seed
     deterministic_kernels()
     gen = torch.Generator().manual_seed(seed)
-    dataset = params["ingest"]["dataset"]
+    dataset = stage.dataset(params)
     data = training_data(dataset, cfg.n_train, cfg.n_test, spec.resolution, gen, spec.data)
     (xtr, ytr), (xte, yte), num_classes = data.train, data.test, data.num_classes
     epochs = cfg.epochs_of(name)
@@ -61,8 +62,7 @@ def train_model(params: dict, name: str) -> None:
     metrics = round_floats(metrics)
     atomic_write_json(out / "metrics.json", metrics)
     headline.write(f"train/{name}", headline.train(metrics))
-    atomic_write_text(out / "curve.tsv", pd.DataFrame(result.history).to_csv(sep="\t", index=False,
-                                                                               float_format="%.6f"))
+    atomic_write_text(out / "curve.tsv", tsv(result.history, "%.6f"))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,21 @@ from pathlib import Path
 import torch
 
 from advgen import headline, stage
-from advgen.config import ConfigError
-from advgen.schema import TransferConfig, load_attack_config, load_section
+from advgen.attacks import headline as hl
+from advgen.attacks.params import TransferConfig, load_attack_config
+from advgen.attacks.robustness import transfer_matrix
+from advgen.config import ConfigError, load_section
 from advgen.evaluation import eval_set, load_for_attack, predict
-from advgen.robustness import transfer_matrix
 from advgen.stats import wilson_p
-from advgen.utils import (atomic_save_tensors, atomic_write_json, atomic_write_text, deterministic_kernels, generator,
-                          resolve_device, round_floats)
+from advgen.utils import (
+    atomic_save_tensors,
+    atomic_write_json,
+    atomic_write_text,
+    deterministic_kernels,
+    generator,
+    resolve_device,
+    round_floats,
+)
 
 
 def main(params: dict) -> None:
@@ -25,7 +33,7 @@ def main(params: dict) -> None:
     if len(set(shapes.values())) != 1:
         raise ConfigError(f"params.yaml: 'transfer.models' must share one input shape, found {shapes}")
     n_eval = load_attack_config(params).n_eval  # the attack stages' evaluation set, for the worst case
-    x, y = eval_set(params["ingest"]["dataset"], n_eval, common.seed, next(iter(shapes.values()))[-1])
+    x, y = eval_set(stage.dataset(params), n_eval, common.seed, next(iter(shapes.values()))[-1])
     x, y = x.to(device), y.to(device)
     matrix, correct = transfer_matrix(models, x, y, cfg.eps, cfg.steps, generator(common.seed))
     clean = {name: float((predict(m, x) == y).float().mean()) for name, m in models.items()}
@@ -35,7 +43,7 @@ def main(params: dict) -> None:
          "clean_ci95": {m: list(wilson_p(a, len(y))) for m, a in clean.items()},
          "matrix_ci95": {s: {t: list(wilson_p(a, len(y))) for t, a in r.items()} for s, r in matrix.items()}})
     atomic_write_json("reports/transfer/metrics.json", metrics)
-    headline.write("transfer", headline.transfer(metrics))
+    headline.write("transfer", hl.transfer(metrics))
     rows = ["source\ttarget\taccuracy"] + [f"{s}\t{t}\t{a:.6f}" for s, r in matrix.items() for t, a in r.items()]
     atomic_write_text(Path("reports/transfer/matrix.tsv"), "\n".join(rows) + "\n")
 

@@ -81,7 +81,7 @@ def params_error(params: dict, edit) -> str:
     import pytest
 
     from advgen.config import ConfigError
-    from advgen.schema import validate_params
+    from advgen.areas import validate_params
 
     params = copy.deepcopy(params)
     edit(params)

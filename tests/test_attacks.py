@@ -4,7 +4,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from advgen.attacks import APGD, APGDT, FGSM, PGD, AttackError, Square, UniformNoise, lp_norm
+from advgen.attacks.apgd import APGD, APGDT
+
+from advgen.attacks.base import AttackError, lp_norm
+
+from advgen.attacks.fgsm import FGSM
+
+from advgen.attacks.noise import UniformNoise
+
+from advgen.attacks.pgd import PGD
+
+from advgen.attacks.square import Square
 from advgen.attacks.apgd import checkpoints
 from advgen.attacks.forge import forge_from_image, forge_from_noise
 from advgen.attacks.patch import apply_patch, non_printability, patch_success, total_variation, train_patch

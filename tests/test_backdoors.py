@@ -9,15 +9,26 @@ import numpy as np
 import pytest
 import torch
 
+from advgen.areas import validate_params
 from advgen.backdoors.dataset import load_index, load_triggered, poison_dataset, poisoned_mask, write_poisoned
-from advgen.backdoors.evaluation import (DefenseInputs, EvalSet, Recipe, backdoor_metrics, evaluate_backdoor,
-                                         paired_drop)
-from advgen.backdoors.poison import (PERTURBED, RELABELLED, TRIGGERED, BadNets, Blended, CleanLabel, PoisonError,
-                                     blend_pattern, checkerboard, scoring_mask, to_unit)
-from advgen.config import ConfigError, load_params
+from advgen.backdoors.evaluation import DefenseInputs, EvalSet, Recipe, backdoor_metrics, evaluate_backdoor, paired_drop
+from advgen.backdoors.params import BackdoorDefenseConfig, PoisonSpec
+from advgen.backdoors.poison import (
+    PERTURBED,
+    RELABELLED,
+    TRIGGERED,
+    BadNets,
+    Blended,
+    CleanLabel,
+    PoisonError,
+    blend_pattern,
+    checkerboard,
+    scoring_mask,
+    to_unit,
+)
+from advgen.config import ConfigError, from_dict, load_params, load_section
 from advgen.data import load_split, write_splits
 from advgen.models import build_model
-from advgen.schema import BackdoorDefenseConfig, PoisonSpec, from_dict, load_section, validate_params
 from advgen.training import fit
 from tests.conftest import ROOT
 

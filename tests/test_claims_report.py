@@ -1,15 +1,31 @@
 """Claims registry and report rendering."""
+import ast
 import html
 import json
 import math
+import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from advgen.claims import CLAIMS, c3_worked_example, claims_table
-from advgen.document import Bullets, Cell, Image, Paragraph, Section, Table, to_html, to_markdown
-from advgen.report import SECTIONS, build_report, collect, make_report, section
+from advgen import areas
+from advgen.attacks.claims import c3_worked_example
+from advgen.claims import claims_table
+from advgen.document import Bullets, Cell, Image, Paragraph, Section, Table, md_anchor, slug, to_html, to_markdown
+from advgen.report import MISSING, build_report, collect, make_report, num, pct, pct_ci
 from advgen.stats import mcnemar
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _table(collected: dict) -> list[dict]:
+    return claims_table(collected, areas.claim_registries())
+
+
+def _report(reports, parts=None):
+    return make_report(reports, areas.report_parts() if parts is None else parts, areas.claim_registries())
 
 
 def test_c3_is_the_lecture_example():
@@ -20,9 +36,10 @@ def test_c3_is_the_lecture_example():
 
 
 def test_every_claim_has_a_row_and_only_c3_needs_no_data():
-    rows = claims_table({})
+    rows = _table({})
     ids = [f"C{i}" for i in range(1, 19)]
-    assert [r["id"] for r in rows] == [*ids[:9], "C9a", *ids[9:]] == list(CLAIMS)
+    assert [r["id"] for r in rows] == [*ids[:9], "C9a", *ids[9:]] == [
+        cid for reg in areas.claim_registries() for cid in reg.statements]
     verdicts = {r["id"]: r["verdict"] for r in rows}
     assert verdicts.pop("C3") == "supported"
     assert set(verdicts.values()) == {"not_measured"}  # no metrics, no verdict
@@ -44,7 +61,8 @@ def _robustness(fgsm_05: float, flips: tuple[int, int], noise: float | None = 0.
     paired = {"vs_clean": {"fgsm": {"0.05": _paired(*flips)}}}
     if transfer_test is not None:
         paired["transfer_vs_noise"] = {"cnn_seed1": _paired(*reversed(transfer_test))}
-    return {"metrics": {"n": 1000, "clean_accuracy": 0.92, "linf": linf, "paired": paired}}
+    ci = {"fgsm": {"0.05": [fgsm_05 - 0.03, fgsm_05 + 0.03]}}  # C5 shows the interval: the run must have it
+    return {"metrics": {"n": 1000, "clean_accuracy": 0.92, "linf": linf, "linf_ci95": ci, "paired": paired}}
 
 
 def _transfer(best: float) -> dict:
@@ -53,7 +71,7 @@ def _transfer(best: float) -> dict:
 
 
 def _verdicts(collected: dict) -> dict:
-    return {r["id"]: r["verdict"] for r in claims_table(collected)}
+    return {r["id"]: r["verdict"] for r in _table(collected)}
 
 
 @pytest.mark.parametrize("fgsm, flips, verdict", [
@@ -63,6 +81,20 @@ def _verdicts(collected: dict) -> dict:
 ])
 def test_c5_needs_a_large_and_significant_drop(fgsm, flips, verdict):
     assert _verdicts({"robustness/cnn": _robustness(fgsm, flips)})["C5"] == verdict
+
+
+def test_a_claim_says_which_eps_the_run_lacks():
+    """Dropping 0.05 from attack.eps_linf once turned C5 into a silent not_measured."""
+    rob = _robustness(0.5, (420, 0))
+    for table in (rob["metrics"]["linf"]["fgsm"], rob["metrics"]["paired"]["vs_clean"]["fgsm"]):
+        table["0.025"] = table.pop("0.05")
+    row = {r["id"]: r for r in _table({"robustness/cnn": rob})}["C5"]
+    assert row["verdict"] == "not_measured"
+    assert row["measured"] == "C5 needs eps = 0.05 in attack.eps_linf (this run has 0.025, 0.1)"
+    # keys are read as numbers: "5e-2" is eps 0.05
+    rob = _robustness(0.5, (420, 0))
+    rob["metrics"]["linf"]["fgsm"]["5e-2"] = rob["metrics"]["linf"]["fgsm"].pop("0.05")
+    assert _verdicts({"robustness/cnn": rob})["C5"] == "supported"
 
 
 def test_c6_missing_noise_figure_is_not_measured():
@@ -87,7 +119,7 @@ def test_report_collects_stage_metrics_and_costs(tmp_path):
     (tmp_path / "cost" / "train" / "cnn.json").write_text(json.dumps({"wall_s": 1.5, "cpu_s": 2.0,
                                                                      "peak_rss_mb": 100.0}))
     (tmp_path / "metrics.json").write_text("{}")  # the report's own output is never collected
-    summary, claims, headline = build_report(tmp_path)
+    summary, claims, headline = build_report(tmp_path, areas.report_parts(), areas.claim_registries())
     assert headline == {"claims_supported": 1, "claims_not_supported": 0, "claims_not_measured": 18,
                         **{f"verdict_{r['id']}": r["verdict"] for r in claims}}
     assert headline["verdict_C3"] == "supported" and headline["verdict_C1"] == "not_measured"
@@ -122,10 +154,10 @@ def test_markdown_summary_keeps_claims_and_sanity_checks(tmp_path):
     _write(tmp_path / "robustness" / "cnn" / "metrics.json", _rob_metrics([
         {"name": "pgd_le_fgsm", "passed": True, "detail": "never above FGSM"},
         {"name": "converged[apgd_ce]@0.05", "passed": False, "detail": "stronger budget drops 2.0 points"}]))
-    r = make_report(tmp_path)
+    r = _report(tmp_path)
     md = r.markdown
     assert md.startswith("# advgen report\n")
-    assert "## Claims" in md and "| id | claim | experiment | measured | criterion | verdict |" in md
+    assert "## Claims" in md and "| id | claim | experiment | measured | criterion | verdict | shown in |" in md
     assert "| C3 | Logistic regression" in md and "| **supported** |" in md and "| **not_measured** |" in md
     assert "## Sanity checks" in md and "2 checks on 1 models: **1 failed**." in md
     assert "| cnn | pgd_le_fgsm | pass | never above FGSM |" in md
@@ -147,7 +179,7 @@ def test_html_escapes_every_string_from_data(tmp_path):
     _write(tmp_path / "ingest" / "metrics.json", {"dataset": EVIL, "train_count": 1, "test_count": 1})
     (tmp_path / "attacks" / QUOTE).mkdir(parents=True)
     (tmp_path / "attacks" / QUOTE / "fgsm.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    page = make_report(tmp_path).html
+    page = _report(tmp_path).html
     for raw in (EVIL, QUOTE, "<img src=x"):
         assert raw not in page
     assert html.escape(EVIL) in page and html.escape(QUOTE) in page
@@ -168,7 +200,8 @@ def test_collect_skips_the_reports_own_outputs(tmp_path):
     _write(tmp_path / "train" / "cnn" / "metrics.json", _train_metrics("cnn"))
     (tmp_path / "train" / "cnn" / "curve.tsv").write_text("epoch\ttest_acc\n1\t0.5\n")
     _write(tmp_path / "cost" / "train" / "cnn.json", {"wall_s": 1.0})
-    for own in ("headline/report.json", "headline/train.json", "figures/old.json", "metrics.json", "claims.json"):
+    for own in ("headline/report.json", "headline/train.json", "figures/old.json", "metrics.json", "claims.json",
+                "params/train@cnn.json"):
         _write(tmp_path / own, {"x": 1})
     for own in ("figures/worst_case.png", "plots/training.tsv", "summary.md", "index.html", "params.ok",
                 "train/cnn/.curve.tsv.123.tmp"):
@@ -178,21 +211,117 @@ def test_collect_skips_the_reports_own_outputs(tmp_path):
                                                "cost": {"wall_s": 1.0}}}
 
 
-def test_a_registered_section_goes_where_it_is_asked(tmp_path):
-    @section("defenses_test", before="cost")
+def test_a_part_s_sections_go_between_the_core_s_and_cost(tmp_path):
+    """A part (an area's report module) is a SECTIONS tuple and a FIGURES tuple: its sections
+    follow the core's data and classifiers sections and the parts before it, and precede cost."""
     def _defenses(collected):
         m = collected.get("defenses", {}).get("metrics")
         return [Section("Defenses", [Table(["model", "robust"], [[m["model"], m["robust"]]])])] if m else []
 
-    try:
-        assert [n for n, _ in SECTIONS][-3:] == ["defenses_test", "cost", "claims"]
-        assert "## Defenses" not in make_report(tmp_path).markdown
-        _write(tmp_path / "defenses" / "metrics.json", {"model": EVIL, "robust": 0.5})
-        r = make_report(tmp_path)
-        assert r.markdown.index("## Defenses") < r.markdown.index("## Cost of each stage")
-        assert f"<td>{html.escape(EVIL)}</td>" in r.html and EVIL not in r.html
-    finally:
-        SECTIONS[:] = [(n, f) for n, f in SECTIONS if n != "defenses_test"]
+    part = SimpleNamespace(SECTIONS=(_defenses,), FIGURES=())
+    parts = [*areas.report_parts(), part]
+    assert "## Defenses\n" not in _report(tmp_path, parts).markdown
+    _write(tmp_path / "defenses" / "metrics.json", {"model": EVIL, "robust": 0.5})
+    _write(tmp_path / "train" / "cnn" / "metrics.json", _train_metrics("cnn"))
+    r = _report(tmp_path, parts)
+    titles = [ln for ln in r.markdown.splitlines() if ln.startswith("## ")]
+    assert titles == ["## Claims", "## Classifiers", "## Defenses", "## Cost of each stage"]
+    assert f"<td>{html.escape(EVIL)}</td>" in r.html and EVIL not in r.html
+    assert "## Defenses\n" not in _report(tmp_path).markdown  # nothing global: the part was passed, not registered
+
+
+def _section_titles(r) -> tuple[list[str], list[str]]:
+    md = [ln.split(" ", 1)[1] for ln in r.markdown.splitlines() if re.match(r"#{2,3} ", ln)]
+    page = [html.unescape(t) for t in re.findall(r'<section id="[^"]+">\n<h\d>(.*?)</h\d>', r.html)]
+    return md, page
+
+
+def _claim_links(page: str) -> dict[str, str]:
+    """``{claim id: href}`` of the claims table's links."""
+    table = page.split('<table id="claims">', 1)[1].split("</table>", 1)[0]
+    return dict(re.findall(r'<tr><td[^>]*>([^<]+)</td>.*?<a href="([^"]+)">', table))
+
+
+def test_the_claims_table_comes_first_and_links_to_the_experiments(tmp_path):
+    _write(tmp_path / "train" / "cnn" / "metrics.json", _train_metrics("cnn"))
+    _write(tmp_path / "robustness" / "cnn" / "metrics.json", _rob_metrics([]))
+    r = _report(tmp_path)
+    md, page = _section_titles(r)
+    assert md[0] == page[0] == "Claims" and md == page
+    assert '<nav><ul>\n<li><a href="#sec-claims">Claims</a></li>' in r.html
+    # C5's experiment (FGSM on cnn) is shown in the robustness section, here present; the others' are not
+    links = _claim_links(r.html)
+    assert links == {"C5": "#" + slug("Robust accuracy (L-inf)")}
+    ids = set(re.findall(r'<section id="([^"]+)">', r.html))
+    assert all(href[1:] in ids for href in links.values())
+    assert "| [Robust accuracy (L-inf)](#robust-accuracy-l-inf) |" in r.markdown
+    c3 = next(ln for ln in r.markdown.splitlines() if ln.startswith("| C3 |"))
+    assert c3.endswith(f"| **supported** | {MISSING} |")  # a worked example: no section to link to
+    # claims.json keeps its six columns, no link
+    assert set(r.claims[0]) == {"id", "claim", "experiment", "measured", "criterion", "verdict"}
+
+
+def test_every_claim_but_the_worked_example_names_its_section():
+    ids = [c for reg in areas.claim_registries() for c in reg.statements]
+    named = {cid: title for part in areas.report_parts() for cid, title in getattr(part, "CLAIM_SECTIONS", {}).items()}
+    assert sorted(named) == sorted(set(ids) - {"C3"})
+    assert all(isinstance(t, str) and t for t in named.values())
+
+
+def test_links_render_in_both_formats():
+    sections = [Section("Claims", [Table(["id", "shown in"], [["C1", Cell("Forged inputs (C1, C2)", link="Forged "
+                                                                                                  "inputs (C1, C2)")]])]),
+                Section("Forged inputs (C1, C2)", []), Section("Diffusion models (C15–C18)", [])]
+    assert "| C1 | [Forged inputs (C1, C2)](#forged-inputs-c1-c2) |" in to_markdown("t", sections)
+    page = to_html("t", sections)
+    assert '<td><a href="#sec-forged-inputs-c1-c2">Forged inputs (C1, C2)</a></td>' in page
+    assert '<section id="sec-forged-inputs-c1-c2">' in page
+    assert md_anchor("Diffusion models (C15–C18)") == "diffusion-models-c15c18"  # GitHub drops the en dash
+    assert md_anchor("Randomized smoothing: cnn_gaussian (sigma = 0.25)") == \
+        "randomized-smoothing-cnn_gaussian-sigma--025"
+    evil = to_html("t", [Section("s", [Table(["x"], [[Cell(EVIL, link=EVIL)]])])])
+    assert EVIL not in evil and "<script" not in evil
+
+
+def test_one_number_format_for_missing_values():
+    nan = float("nan")
+    assert num(1.25, 1) == "1.2" and num(3, 2) == "3.00" and num(None) == num(nan) == MISSING == "—"
+    assert pct(0.524) == "52.4" and pct(0.5, 2) == "50.00" and pct(None) == pct(nan) == ""
+    assert pct(None, placeholder=MISSING) == pct(nan, placeholder=MISSING) == MISSING
+    assert pct_ci(0.524, [0.493, 0.555]) == "52.4 [49.3, 55.5]" and pct_ci(0.524, None) == "52.4"
+    assert pct_ci(nan, [0.4, 0.6]) == "" and pct_ci(0.5, [nan, 0.6]) == "50.0"
+    from advgen.generative.report import fid_ci, memorised
+    assert fid_ci({"fid": 108.26, "fid_ci95": [97.5, 120.54]}) == "108.3 [97.5, 120.5]"
+    assert fid_ci({"fid": nan, "fid_ci95": [1.0, 2.0]}) == fid_ci({"fid": None}) == MISSING
+    assert fid_ci({"fid": 5.0, "fid_ci95": [nan, nan]}) == "5.0"
+    assert memorised({"memorised": 0.0123}) == "1.23" and memorised({"memorised": nan}) == memorised(None) == MISSING
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules a source file imports (relative imports resolved against ``advgen`` and its subpackage)."""
+    package = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts[:-1])
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            out |= {mod} | {f"{mod}.{a.name}" for a in node.names}
+    return out
+
+
+def test_the_core_report_imports_no_area_and_the_areas_import_the_core():
+    area_names = [a.name for a in areas.AREAS]
+    core = _imports(ROOT / "src" / "advgen" / "report.py")
+    assert not [m for m in core if m == "advgen.areas" or m.split(".")[:2] in (["advgen", a] for a in area_names)], core
+    assert sorted(p.name for p in (ROOT / "src" / "advgen").glob("report_*.py")) == []
+    for a, part in zip(areas.AREAS, areas.report_parts()):
+        mods = _imports(ROOT / "src" / "advgen" / a.name / "report.py")
+        assert "advgen.report" in mods, a.name
+        assert not any(m == "torch" or m.startswith("torch.") for m in mods), a.name  # no torch of its own
+        assert part.__name__ == f"advgen.{a.name}.report", a.name
+        assert part.SECTIONS and all(callable(f) for f in (*part.SECTIONS, *part.FIGURES)), a.name
 
 
 def _gan_collected(probe_end: float, fids: dict[str, tuple[float, float, float]], precision: float = 0.9,
@@ -221,7 +350,7 @@ def _gan_collected(probe_end: float, fids: dict[str, tuple[float, float, float]]
 ])
 def test_c11_needs_the_ratio_and_a_lower_fid(probe_end, ns_fid, verdict):
     c = _gan_collected(probe_end, {"minimax": (70, 60, 80), "nonsat": ns_fid, "nonsat_k2": (80, 75, 85)})
-    row = {r["id"]: r for r in claims_table(c)}["C11"]
+    row = {r["id"]: r for r in _table(c)}["C11"]
     assert row["verdict"] == verdict and "ratio non-sat / minimax 1.00 with D untrained" in row["measured"]
 
 
@@ -232,33 +361,33 @@ def test_gan_claims_compare_at_equal_generator_updates():
     c["gan/nonsat"]["metrics"].update(g_iters=1500, converged_at=1500, fid_curve=curve((500, 90), (1000, 80), (1500, 79)))
     c["gan/nonsat_k2"]["metrics"]["fid_curve"] = curve((500, 95), (1000, 60), (1500, 50), (2000, 45), (2500, 44))
     c["gan/minimax"]["metrics"]["fid_curve"] = curve((500, 60), (1000, 70), (1500, 95), (2000, 99), (2500, 99))
-    rows = {r["id"]: r for r in claims_table(c)}
+    rows = {r["id"]: r for r in _table(c)}
     assert "FID curves at G update 1500" in rows["C12"]["measured"] and rows["C12"]["verdict"] == "supported"
     assert "nonsat: curve flat at G update 1500" in rows["C12"]["measured"]
     assert "nonsat_k2: budget of 2500 G updates ended first" in rows["C12"]["measured"]
     assert "FID curves at G update 1500" in rows["C11"]["measured"] and rows["C11"]["verdict"] == "supported"
     c["gan/nonsat_k2"]["metrics"]["fid_curve"][2]["fid_hi"] = 80  # now overlaps nonsat's [74, 84] at 1500
-    assert {r["id"]: r for r in claims_table(c)}["C12"]["verdict"] == "not_supported"
+    assert {r["id"]: r for r in _table(c)}["C12"]["verdict"] == "not_supported"
 
 
 def test_c12_c13_c14_follow_their_criteria():
     c = _gan_collected(400.0, {"minimax": (70, 60, 80), "nonsat": (50, 45, 55), "nonsat_k2": (40, 35, 44)})
-    rows = {r["id"]: r for r in claims_table(c)}
+    rows = {r["id"]: r for r in _table(c)}
     assert rows["C12"]["verdict"] == "supported"
     assert rows["C13"]["verdict"] == "not_supported"  # precise and covering: no collapse
     assert "Target: the best-FID GAN (nonsat_k2) covers all 10 classes with KL <= 0.1: met" in rows["C13"]["measured"]
     assert rows["C14"]["verdict"] == "supported" and "(nonsat_k2)" in rows["C14"]["experiment"]
     collapsed = _gan_collected(400.0, {"minimax": (70, 60, 80), "nonsat": (50, 45, 55), "nonsat_k2": (90, 85, 95)},
                                precision=0.8, recall=0.3)
-    rows = {r["id"]: r for r in claims_table(collapsed)}
+    rows = {r["id"]: r for r in _table(collapsed)}
     assert rows["C12"]["verdict"] == "not_supported" and rows["C13"]["verdict"] == "supported"
     imprecise = _gan_collected(400.0, {"minimax": (70, 60, 80), "nonsat": (50, 45, 55)}, precision=0.5, recall=0.3)
-    rows = {r["id"]: r for r in claims_table(imprecise)}
+    rows = {r["id"]: r for r in _table(imprecise)}
     assert rows["C13"]["verdict"] == "not_supported"  # poor samples are not collapse
     assert rows["C12"]["verdict"] == "not_measured"  # no k = 2 run
     for chance, verdict in ((0.2, "not_supported"), (0.1, "supported")):
         c["generative"]["metrics"]["models"]["nonsat_k2"]["codes"]["arithmetic"]["chance"] = chance
-        assert {r["id"]: r for r in claims_table(c)}["C14"]["verdict"] == verdict
+        assert {r["id"]: r for r in _table(c)}["C14"]["verdict"] == verdict
 
 
 def _diffusion_collected(*, recall: float = 0.5, snap_recall: float = 0.4, acc3: float = 0.95, acc0: float = 0.1,
@@ -290,7 +419,7 @@ def _diffusion_collected(*, recall: float = 0.5, snap_recall: float = 0.4, acc3:
 
 
 def test_diffusion_claims_follow_their_criteria():
-    rows = {r["id"]: r for r in claims_table(_diffusion_collected())}
+    rows = {r["id"]: r for r in _table(_diffusion_collected())}
     assert [rows[c]["verdict"] for c in ("C15", "C16", "C17", "C18")] == ["supported"] * 4
     assert "Lower FID on this CPU budget: linear" in rows["C15"]["measured"]
     assert "20.0x faster" in rows["C16"]["measured"] and "Target DDIM-50 KID within 1.2x of DDPM's: met" in rows["C16"]["measured"]
@@ -299,9 +428,9 @@ def test_diffusion_claims_follow_their_criteria():
                     (dict(ddim50_s=30.0), "C16"),
                     (dict(ddpm_s=15.0, ddim50_s=0.5), "C16"), (dict(lat_epoch=50.0), "C17"), (dict(lat_sample=10.0), "C17"),
                     (dict(lat_fid=80.0), "C17"), (dict(acc3=0.85), "C18"), (dict(acc0=0.5), "C18")):
-        row = {r["id"]: r for r in claims_table(_diffusion_collected(**kw))}[cid]
+        row = {r["id"]: r for r in _table(_diffusion_collected(**kw))}[cid]
         assert row["verdict"] == "not_supported", (kw, cid)
     c = _diffusion_collected()
     del c["generative"]["metrics"]["diffusion"]["linear"]["sweep_ddim50_eta0"]
-    row = {r["id"]: r for r in claims_table(c)}["C16"]
+    row = {r["id"]: r for r in _table(c)}["C16"]
     assert row["verdict"] == "not_measured" and "lacks DDIM-50" in row["measured"]

@@ -20,7 +20,8 @@ def test_train_stage_with_two_processes(tmp_path: Path):
     params["train"]["nproc"] = 2
     params["profiles"]["smoke"]["train"].update(epochs=3, n_train=0, n_test=0, batch_size=64)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    for cmd in (["stages/ingest.py"], ["stages/train.py", "mlp"]):
+    # validate first: it rewrites each stage's params file, which a stage checks against params.yaml
+    for cmd in (["stages/validate.py"], ["stages/ingest.py"], ["stages/train.py", "mlp"]):
         proc = subprocess.run([sys.executable, *cmd], cwd=tmp_path, env=venv_env(), capture_output=True,
                               text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]

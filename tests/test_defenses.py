@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advgen.attacks import PGD
+from advgen.attacks.pgd import PGD
 from advgen.defenses.adversarial import FastTraining, TRADESLoss, adversarial_augmentation
 from advgen.defenses.monitor import OverfitMonitor
 from advgen.defenses.training import make_loss, train_defense

@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advgen.config import load_params
+from advgen.config import load_params, load_section
 from advgen.generative import diffusion as D
 from advgen.generative.autoencoder import Autoencoder, check_latent_shape, fit_autoencoder, reconstruction_scores
-from advgen.generative.diffusion_run import balanced_labels, model_space, seeded_init, to_images
+from advgen.generative.diffusion_run import balanced_labels, model_space, sample_plan, seeded_init, to_images
 from advgen.generative.evaluate import Settings, evaluate_samples
 from advgen.generative.features import FeatureNet, extract
+from advgen.generative.params import DIFFUSION_SAMPLERS, DIFFUSION_SCHEDULES, DiffusionConfig
 from advgen.generative.store import load_module, load_samples, save_module, save_samples
 from advgen.generative.unet import UNet
-from advgen.schema import DIFFUSION_SAMPLERS, DIFFUSION_SCHEDULES, DiffusionConfig, load_section
 from tests.conftest import ROOT, params_error
 
 PARAMS = load_params(ROOT / "params.yaml")
@@ -453,7 +453,7 @@ def test_diffusion_params_are_checked(edit, needle):
 
 def test_plan_lists_every_set_in_drawing_order():
     cfg = load_section(DiffusionConfig, PARAMS, "diffusion", "default")
-    plan = cfg.plan("linear")
+    plan = sample_plan(cfg, "linear")
     names = list(plan)
     assert names[0] == "ddim50_eta0" and plan[names[0]]["role"] == "main" and plan[names[0]]["n"] == 2000
     # a conditional model's main set is conditional (guidance 1, balanced classes); its null label a set of its own
@@ -463,9 +463,9 @@ def test_plan_lists_every_set_in_drawing_order():
     assert plan["sweep_ddpm1000"]["frames"] == 11 and "frames" not in plan["ddim50_eta0"]
     assert [plan[k]["scale"] for k in names if k.startswith("guidance")] == [0.0, 1.0, 3.0, 5.0]
     assert len([k for k in names if k.startswith("sweep_")]) == 11
-    assert list(cfg.plan("latent")) == ["ddim50_eta0", "uncond_ddim50_eta0"]
-    assert cfg.plan("latent")["ddim50_eta0"]["frames"] == 11
+    assert list(sample_plan(cfg, "latent")) == ["ddim50_eta0", "uncond_ddim50_eta0"]
+    assert sample_plan(cfg, "latent")["ddim50_eta0"]["frames"] == 11
     params = copy.deepcopy(PARAMS)
     params["diffusion"]["configs"]["latent"]["conditional"] = False
-    unconditional = load_section(DiffusionConfig, params, "diffusion", "default").plan("latent")
+    unconditional = sample_plan(load_section(DiffusionConfig, params, "diffusion", "default"), "latent")
     assert list(unconditional) == ["ddim50_eta0"] and "guided" not in unconditional["ddim50_eta0"]

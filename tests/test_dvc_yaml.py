@@ -15,6 +15,22 @@ def source_closure(script: Path) -> set[str]:
     return set(closure(script, ROOT))
 
 
+def _script(cmd: str) -> str:
+    return next(t for t in cmd.split() if t.endswith(".py"))
+
+
+def _args(cmd: str) -> list[str]:
+    tokens = cmd.split()
+    return tokens[tokens.index(_script(cmd)) + 1:]
+
+
+def test_stage_commands_run_through_the_warm_runner():
+    for name, stage in _stages():
+        cmd = stage.get("do", stage)["cmd"]
+        expected = "python" if name in ("validate", "sources") else "python -m advgen.warm"  # no torch there
+        assert cmd.startswith(f"{expected} stages/{name}.py"), cmd
+
+
 def _stages() -> list[tuple[str, dict]]:
     return list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items())
 
@@ -22,7 +38,7 @@ def _stages() -> list[tuple[str, dict]]:
 @pytest.mark.parametrize("name, stage", _stages(), ids=[n for n, _ in _stages()])
 def test_stage_depends_on_its_source_digest_and_no_cost_file(name, stage):
     body = stage.get("do", stage)
-    script = body["cmd"].split()[1]
+    script = _script(body["cmd"])
     deps = list(body["deps"])
     assert not [d for d in deps if "cost" in Path(d).name or d.startswith("reports/cost")], name
     if name in ("validate", "sources"):  # they run first; validate is cheap and always runs
@@ -41,7 +57,9 @@ def test_sources_stage_covers_every_source_file():
 def test_validate_lists_what_it_imports():
     stage = dict(_stages())["validate"]
     closure_files = source_closure(ROOT / "stages/validate.py")
-    assert closure_files <= set(stage["deps"]) and "stages/validate.py" in stage["deps"]
+    covered = lambda f: any(f == d or f.startswith(d.rstrip("/") + "/") for d in stage["deps"])  # noqa: E731
+    assert [f for f in closure_files if not covered(f)] == [] and "stages/validate.py" in stage["deps"]
+    assert "src/advgen/generative/params.py" in closure_files  # every area's params, through advgen.areas
 
 
 def test_digest_changes_exactly_with_the_files_a_script_imports(tmp_path):
@@ -51,7 +69,7 @@ def test_digest_changes_exactly_with_the_files_a_script_imports(tmp_path):
     assert "src/advgen/backdoors/poison.py" in before["files"] and "src/advgen/report.py" not in before["files"]
     (tmp_path / "src/advgen/report.py").write_text("# not imported by poison\n")
     assert digest(tmp_path / "stages/poison.py", tmp_path) == before
-    with (tmp_path / "src/advgen/attacks/pgd.py").open("a") as f:  # imported through attacks/__init__
+    with (tmp_path / "src/advgen/attacks/pgd.py").open("a") as f:  # imported by backdoors/dataset.py
         f.write("\n# changed\n")
     after = digest(tmp_path / "stages/poison.py", tmp_path)
     assert after["sha256"] != before["sha256"] and after["files"]["src/advgen/attacks/pgd.py"] != before["files"]["src/advgen/attacks/pgd.py"]
@@ -65,23 +83,31 @@ def test_committed_digests_are_current():
 
 def test_closure_follows_relative_imports():
     closure = source_closure(ROOT / "stages/robustness.py")
-    assert {"src/advgen/robustness.py", "src/advgen/attacks/apgd.py", "src/advgen/stats.py",
+    assert {"src/advgen/attacks/robustness.py", "src/advgen/attacks/apgd.py", "src/advgen/stats.py",
             "src/advgen/models.py"} <= closure
     assert "src/advgen/attacks/patch.py" not in closure
 
 
-def test_every_stage_depends_on_the_always_run_validation():
+def test_every_stage_depends_on_its_params_file_from_the_always_run_validation():
     stages = dict(_stages())
     assert stages["validate"]["always_changed"] is True
-    assert list(stages["validate"]["outs"][0]) == ["reports/params.ok"]
+    assert list(stages["validate"]["outs"][0]) == ["reports/params"]
+    assert stages["validate"]["params"] == [{"params.yaml": None}]  # the whole file: dvc params diff, exp show
     for name, stage in stages.items():
-        if name not in ("validate", "sources"):
-            assert "reports/params.ok" in stage.get("do", stage)["deps"], name
+        body = stage.get("do", stage)
+        if name in ("validate", "sources"):
+            continue
+        assert "params" not in body, f"{name}: params go under meta (their values: reports/params/<stage>.json)"
+        if name == "report":  # reads no params
+            continue
+        arg = _args(body["cmd"])
+        assert f"reports/params/{name}{'@' + arg[0] if arg else ''}.json" in body["deps"], name
+        assert body["meta"]["params"], name
 
 
 def test_params_track_only_the_active_profile():
     for name, stage in _stages():
-        params = [p for p in stage.get("do", stage).get("params", []) if isinstance(p, str)]
+        params = [p for p in stage.get("do", stage).get("meta", {}).get("params", []) if isinstance(p, str)]
         literal = [p for p in params if p.startswith("profiles.") and not p.startswith("profiles.${profile}.")]
         assert not literal, f"{name}: tracks {literal}; use profiles.${{profile}}.<section>"
 

@@ -19,7 +19,7 @@ from advgen.generative.models import build_pair, generate, load_generator, save_
 from advgen.generative.scores import (bootstrap_fid, class_coverage, expected_modes_uniform, fid, kid,
                                       kl_to_uniform, memorisation_threshold, memorised_share, nearest_distance,
                                       precision_recall, stacked_modes)
-from advgen.schema import GAN_LOSSES
+from advgen.generative.params import GAN_LOSSES
 from tests.conftest import ROOT, params_error
 
 PARAMS = load_params(ROOT / "params.yaml")
@@ -177,7 +177,7 @@ def test_the_generator_ends_in_a_stride_one_convolution_and_d_norms_are_built():
 
 def test_fit_gan_refuses_other_image_sizes_and_too_large_n_fid(digits):
     from advgen.generative.training import fit_gan
-    from advgen.schema import GANSpec
+    from advgen.generative.params import GANSpec
 
     net = digits[0]
     spec = GANSpec(loss="non_saturating")
@@ -246,7 +246,7 @@ def test_generator_round_trip_and_bad_files(tmp_path):
     with pytest.raises(ValueError, match="generator.safetensors: sha256 .* does not match"):
         load_generator(tmp_path)
     (tmp_path / "generator.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="generator.safetensors: not found; generators are written by the gan"):
+    with pytest.raises(FileNotFoundError, match="generator.safetensors: not found; it is written by the gan"):
         load_generator(tmp_path)
     with pytest.raises(ValueError, match="z_dim must be >= 1, found 0"):
         build_pair(0, 1, 8, torch.Generator())

@@ -32,12 +32,12 @@ def test_round_trip_gives_identical_logits(tmp_path, arch):
 
 
 def test_missing_files_and_foreign_sidecars(tmp_path):
-    with pytest.raises(FileNotFoundError, match="model.json: not found; models are written by the train stage"):
+    with pytest.raises(FileNotFoundError, match="model.json: not found; it is written by the train stage"):
         load_model(tmp_path)
     _saved(tmp_path)
     meta = json.loads((tmp_path / "model.json").read_text())
     (tmp_path / "model.json").write_text(json.dumps({**meta, "format": "other"}))
-    with pytest.raises(ValueError, match="expected format 'advgen-model/1', found 'other'; not produced by train"):
+    with pytest.raises(ValueError, match=r"expected format 'advgen-model/1' produced by 'train', found \('other', None\)"):
         load_model(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps(meta))
     data = bytearray((tmp_path / "model.safetensors").read_bytes())

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from advgen.attacks import AttackError
+from advgen.attacks.base import AttackError
 from advgen.attacks.patch import (
     VARIANTS,
     curve_rows,
@@ -18,10 +18,13 @@ from advgen.attacks.patch import (
     total_variation,
     train_patch,
 )
-from advgen.claims import EVALUATORS, claims_table
+from advgen import areas
+from advgen.attacks.claims import CLAIMS as ATTACK_CLAIMS
+from advgen.claims import claims_table
 from advgen.config import ConfigError, from_dict, load_params
 from advgen.report import build_report
-from advgen.schema import PatchConfig, load_section
+from advgen.attacks.params import PatchConfig
+from advgen.config import load_section
 from tests.conftest import ROOT
 
 PALETTE = torch.tensor([[0.0], [0.25], [0.5], [0.75], [1.0]])
@@ -241,7 +244,7 @@ def _metrics(with_terms: dict[int, float], random: float = 0.02) -> dict:
 
 
 def _c8(metrics: dict | None):
-    return EVALUATORS["C8"]({} if metrics is None else {"patch": {"metrics": metrics}})
+    return ATTACK_CLAIMS.evaluators["C8"]({} if metrics is None else {"patch": {"metrics": metrics}})
 
 
 def test_c8_supported_when_a_small_patch_fools_most_images():
@@ -265,14 +268,14 @@ def test_c8_not_measured_without_the_curve():
     assert _c8(None) is None
     old_schema = {"size": 8, "area_fraction": 0.08, "target": 8, "patches": {"with_terms": _rate(0.1)}}
     assert _c8(old_schema) is None
-    rows = {r["id"]: r for r in claims_table({})}
+    rows = {r["id"]: r for r in claims_table({}, areas.claim_registries())}
     assert rows["C8"]["verdict"] == "not_measured"
 
 
 def test_report_shows_the_curve_and_the_ablation(tmp_path):
     (tmp_path / "patch").mkdir()
     (tmp_path / "patch" / "metrics.json").write_text(json.dumps(_metrics({4: 0.05, 8: 0.2, 12: 0.62, 16: 0.9})))
-    summary, claims, _ = build_report(tmp_path)
+    summary, claims, _ = build_report(tmp_path, areas.report_parts(), areas.claim_registries())
     assert "## Universal patch (C8)" in summary
     assert ("| 12 | 18.4 | 62.0 [59.7, 64.2] | 67.0 [64.8, 69.1] | 2.0 [1.4, 2.8] | 1.0 [0.6, 1.6] | 0.010 / 0.020 "
             "| 0.300 / 0.600 |") in summary

@@ -8,20 +8,27 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import struct
 from pathlib import Path
 
 import pytest
 
+from advgen import areas
 from advgen.browser import find_chromium, inspect_page
-from advgen.document import Image, Section, Table, to_html
-from advgen.report import OUTPUTS, make_report
+from advgen.document import Image, Section, Table, md_anchor, to_html
+from advgen.report import OUTPUTS
+from advgen.report import make_report as _make_report
 from tests.conftest import ROOT
 
 EVIL = "<script>alert(1)</script>"
 QUOTE = "\"quote'&amp"
 IMG_TAG = "<img src=x onerror=alert(2)>"
+
+
+def make_report(reports: Path):
+    return _make_report(reports, areas.report_parts(), areas.claim_registries())
 
 
 def _in_ci() -> bool:
@@ -88,6 +95,24 @@ def test_report_writes_its_outputs_deterministically(real_report, tmp_path):
     assert sorted(p.name for p in (again / "figures").iterdir()) == figures  # the stale figure is gone
     page = (real_report / "index.html").read_text()
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
+
+
+def test_the_claims_table_leads_and_links_to_sections_that_exist(real_report):
+    """On the committed run: the claims come first in both files, and every claim whose experiment
+    the report shows links to a section id the page has (the Markdown link to its heading)."""
+    page = (real_report / "index.html").read_text()
+    md = (real_report / "summary.md").read_text()
+    assert md.split("\n## ", 1)[1].startswith("Claims\n")
+    assert page.split("<section id=", 1)[1].startswith('"sec-claims">\n<h2>Claims</h2>')
+    ids = set(re.findall(r'<section id="([^"]+)">', page))
+    table = page.split('<table id="claims">', 1)[1].split("</table>", 1)[0]
+    links = dict(re.findall(r'<tr><td[^>]*>([^<]+)</td>.*?<a href="#([^"]+)">', table))
+    claims = [r["id"] for r in json.loads((real_report / "claims.json").read_text())]
+    assert sorted(links) == sorted(set(claims) - {"C3"})  # C3 is a worked example, shown nowhere else
+    assert set(links.values()) <= ids, set(links.values()) - ids
+    headings = {md_anchor(h) for h in re.findall(r"(?m)^#{2,3} (.*)$", md)}
+    md_links = re.findall(r"(?m)\]\(#([^)]+)\) \|$", md)
+    assert len(md_links) == len(links) and set(md_links) <= headings
 
 
 def test_report_page_in_chromium(browser, real_report, tmp_path):

@@ -1,6 +1,7 @@
 """Worst case, the cascade, convergence, sanity checks with paired tests, stage configs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,11 +10,21 @@ import pytest
 import torch
 import yaml
 
-from advgen.attacks import APGD, AttackError
+from advgen.areas import validate_params
+from advgen.attacks.apgd import APGD
+from advgen.attacks.base import AttackError
+from advgen.attacks.params import load_attack_config
+from advgen.attacks.robustness import (
+    CascadeConfig,
+    build_attack,
+    cascade,
+    convergence,
+    evaluate,
+    invariants,
+    sanity_checks,
+    success_vs_budget,
+)
 from advgen.config import ConfigError
-from advgen.schema import load_attack_config
-from advgen.robustness import (CascadeConfig, build_attack, cascade, convergence, evaluate, invariants, sanity_checks,
-                               success_vs_budget)
 from advgen.stats import mcnemar, wilson
 from advgen.utils import dumps
 from tests.conftest import ROOT
@@ -203,7 +214,8 @@ def test_evaluate_assembles_metrics_and_plots(digits_cnn):
     for name in ("fgsm", "pgd", "noise"):
         correct = []
         for e in eps:
-            adv = build_attack(name, model, e, {"pgd_steps": 5, "pgd_restarts": 1}, torch.Generator().manual_seed(0))(x, y)
+            cfg = dataclasses.replace(load_attack_config(_params()), pgd_steps=5, pgd_restarts=1)
+            adv = build_attack(name, model, e, cfg, torch.Generator().manual_seed(0))(x, y)
             correct.append(model(adv).argmax(1) == y)
         per_attack[name] = (eps, torch.stack(correct))
     res = evaluate(model, x, y, eps_linf=eps, per_attack=per_attack, transfer={}, transfer_eps=None,
@@ -238,7 +250,7 @@ def test_attack_config_validation():
     with pytest.raises(ConfigError, match="unknown key 'attack.epsilon'"):
         load_attack_config(_params(epsilon=0.3))
     with pytest.raises(AttackError, match="unknown attack 'cw'"):
-        build_attack("cw", torch.nn.Linear(1, 1), 0.1, {}, torch.Generator())
+        build_attack("cw", torch.nn.Linear(1, 1), 0.1, load_attack_config(_params()), torch.Generator())
 
 
 @pytest.mark.parametrize("section, values, needle", [
@@ -250,7 +262,7 @@ def test_attack_config_validation():
 ])
 def test_config_that_used_to_crash_late_fails_early(section, values, needle):
     with pytest.raises(ConfigError, match=needle):
-        load_attack_config(_params(section, **values))
+        validate_params(_params(section, **values))
 
 
 def test_attack_stage_reports_a_missing_model(tmp_path):
@@ -258,5 +270,5 @@ def test_attack_stage_reports_a_missing_model(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "stages/attack.py"), "cnn"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "models/cnn/model.json: not found; models are written by the train stage" in proc.stderr
+    assert "models/cnn/model.json: not found; it is written by the train stage" in proc.stderr
     assert not (tmp_path / "reports").exists()

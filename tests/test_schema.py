@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
-from advgen.config import ConfigError, load_params
-from advgen.schema import (ARCH_NAMES, ATTACK_NAMES, DATASET_NAMES, TrainConfig, load_section, validate_params)
+from advgen.areas import validate_params
+from advgen.attacks.params import ATTACK_NAMES
+from advgen.config import ConfigError, load_params, load_section
+from advgen.schema import ARCH_NAMES, DATASET_NAMES, TrainConfig
 from tests.conftest import ROOT
 
 PARAMS = load_params(ROOT / "params.yaml")
@@ -84,7 +89,10 @@ def test_model_names_are_checked_against_train_models(edit, key):
 
 
 def test_every_field_that_names_models_is_checked():
-    from advgen.schema import SECTIONS, model_fields
+    from advgen.areas import sections
+    from advgen.schema import model_fields
+
+    SECTIONS = sections()
 
     # backdoor_defense.models maps poisoned models to defenses (checked by _check_backdoors);
     # its reference names a model; evaluate_generative.models names generative models (checked
@@ -93,7 +101,7 @@ def test_every_field_that_names_models_is_checked():
              if f.name in ("model", "models") and s not in ("train", "backdoor_defense", "evaluate_generative")]
     named += [("backdoor_defense", "reference"), ("gan", "feature_model"), ("diffusion", "feature_model"),
               ("evaluate_generative", "feature_model")]
-    assert sorted(model_fields()) == sorted(named) and len(named) == 12
+    assert sorted(model_fields(SECTIONS)) == sorted(named) and len(named) == 12
 
 
 def test_arch_kwargs_match_the_constructors():
@@ -122,7 +130,7 @@ def test_load_config_uses_the_requested_profile():
 def test_schema_names_match_the_registries():
     from advgen.data import DATASETS
     from advgen.models import ARCHS
-    from advgen.robustness import ATTACKS
+    from advgen.attacks.robustness import ATTACKS
 
     assert ARCH_NAMES == tuple(sorted(ARCHS))
     assert ATTACK_NAMES == tuple(sorted(ATTACKS))
@@ -131,6 +139,7 @@ def test_schema_names_match_the_registries():
 
 def _validate_stage(tmp_path, text: str) -> subprocess.CompletedProcess:
     (tmp_path / "params.yaml").write_text(text)
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
     code = ("import runpy, sys\ntry:\n    runpy.run_path(sys.argv[1], run_name='__main__')\nexcept SystemExit as e:\n"
             "    print('exit', e.code)\nprint('torch imported:', 'torch' in sys.modules)")
     return subprocess.run([sys.executable, "-c", code, str(ROOT / "stages/validate.py")], cwd=tmp_path,
@@ -141,11 +150,43 @@ def test_validate_stage_fails_on_a_typo_without_importing_torch(tmp_path):
     good = (ROOT / "params.yaml").read_text()
     proc = _validate_stage(tmp_path, good)
     assert "torch imported: False" in proc.stdout and "exit" not in proc.stdout, proc.stderr
-    assert (tmp_path / "reports/params.ok").read_text() == "params.yaml: every key is known and valid\n"
-    (tmp_path / "reports/params.ok").unlink()
+    written = json.loads((tmp_path / "reports/params/train@cnn.json").read_text())
+    params = yaml.safe_load(good)
+    assert written["train.models.cnn"] == params["train"]["models"]["cnn"] and written["train.lr"] == params["train"]["lr"]
+    assert written[f"profiles.{params['profile']}.train"] == params["profiles"][params["profile"]]["train"]
+    shutil.rmtree(tmp_path / "reports/params")
     proc = _validate_stage(tmp_path, good.replace("  lr: 0.003\n", "  lr: 0.003\n  lrr: 0.01\n", 1))
     assert "exit 2" in proc.stdout and "unknown key 'train.lrr'" in proc.stderr
-    assert not (tmp_path / "reports/params.ok").exists()
+    assert not (tmp_path / "reports/params").exists()
+
+
+def test_a_params_file_changes_only_with_the_values_its_stage_reads(tmp_path):
+    good = (ROOT / "params.yaml").read_text()
+    _validate_stage(tmp_path, good)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "reports/params").iterdir()}
+    assert "report.json" not in before and "train@cnn.json" in before and "attack@cnn.json" in before
+    proc = _validate_stage(tmp_path, good.replace("  lr: 0.003\n", "  lr: 0.004\n", 1))
+    assert "exit" not in proc.stdout, proc.stderr
+    after = {p.name: p.read_bytes() for p in (tmp_path / "reports/params").iterdir()}
+    changed = sorted(n for n in before if before[n] != after[n])
+    train_like = sorted(n for n in before if n.startswith(("train@", "defend@")))
+    assert changed == train_like, changed  # train.lr: the train and defend stages only
+
+
+def test_a_stage_refuses_params_that_changed_since_validate(tmp_path):
+    from advgen.config import ConfigError
+    from advgen.params_digest import check_current, stage_name
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    _validate_stage(tmp_path, (ROOT / "params.yaml").read_text())
+    out = tmp_path / "reports/params"
+    assert stage_name("stages/train.py", ["cnn"]) == "train@cnn" and stage_name("stages/forge.py", []) == "forge"
+    check_current(params, "train@cnn", out)  # as written: fine
+    check_current(params, "no_such_stage", out)  # no file (run outside DVC): nothing to check
+    params["train"]["models"]["cnn"]["lr"] = 0.1
+    with pytest.raises(ConfigError, match=r"train@cnn.json: params.yaml changed since .*\(train.models.cnn\)"):
+        check_current(params, "train@cnn", out)
+    check_current(params, "attack@cnn", out)  # attack@cnn does not read it
 
 
 def _defense(name: str, **kw):
@@ -184,7 +225,7 @@ def test_defense_params_are_checked(edit, needle):
 
 
 def test_a_median_window_larger_than_the_image_is_rejected():
-    from advgen.schema import SanitizeConfig
+    from advgen.defenses.params import SanitizeConfig
     cfg = load_section(SanitizeConfig, _with(lambda p: p["sanitize"].update(median=29)), "sanitize")
     with pytest.raises(ConfigError, match="'sanitize.median' = 29 is larger than the 28x28 image"):
         cfg.check_image(28)
@@ -192,8 +233,8 @@ def test_a_median_window_larger_than_the_image_is_rejected():
 
 
 def test_defended_models_get_their_evaluation_overrides():
-    from advgen.schema import load_attack_config
-    std, dfd = load_attack_config(PARAMS, "cnn"), load_attack_config(PARAMS, "cnn_pgd_at")
+    from advgen.attacks.params import load_attack_config
+    std, dfd = load_attack_config(PARAMS), load_attack_config(PARAMS, defended=True)
     assert std.eps_linf == PARAMS["attack"]["eps_linf"] and not std.square_sweep
     assert dfd.eps_linf == PARAMS["attack"]["defended"]["eps_linf"] and dfd.square_sweep
     assert dfd.n_eval == PARAMS["profiles"]["default"]["attack"]["defended_sizes"]["n_eval"]

@@ -9,10 +9,11 @@ from scipy.stats import norm
 from torch import nn
 
 from advgen import headline as hl
+from advgen.defenses import headline as defenses_headline
 from advgen.defenses import smoothing as S
+from advgen.defenses.params import CertifyConfig
 from advgen.io import dumps
 from advgen.models import build_model
-from advgen.schema import CertifyConfig
 from advgen.utils import round_floats
 
 
@@ -257,7 +258,7 @@ def test_evaluate_smoothing_metrics_headline_curve_and_determinism(digits_mlp):
     rows = {row["radius"]: row for row in m["curve"]}
     assert rows[0.5]["certified"] == cert["0.5"] and rows[0.5]["empirical"] == m["empirical_accuracy"]["0.5"]
     assert rows[0.05]["empirical"] is None
-    h = S.headline(m)
+    h = defenses_headline.certify(m)
     assert hl.check(h) <= 12 and h["certified"]["r=0.25"] == cert["0.25"] and h["checks_failed"] == 0
     again = S.evaluate_smoothing(model, x, y, 0.25, cfg, gen())
     assert dumps(round_floats(m)) == dumps(round_floats(again))  # byte-identical, valid JSON (no NaN)

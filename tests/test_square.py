@@ -12,7 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advgen.attacks import Square, lp_norm, margin
+from advgen.attacks.base import lp_norm, margin
+
+from advgen.attacks.square import Square
 from advgen.data import load_digits_splits
 from advgen.models import build_model
 

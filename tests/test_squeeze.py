@@ -13,8 +13,9 @@ import torch
 from scipy import ndimage
 
 from advgen import headline as headline_mod
-from advgen.attacks import PGD
+from advgen.attacks.pgd import PGD
 from advgen.data import subset
+from advgen.defenses import headline as defenses_headline
 from advgen.defenses import squeeze
 from advgen.defenses.squeeze import (
     DetectorAwarePGD,
@@ -32,8 +33,8 @@ from advgen.defenses.squeeze import (
     validation_split,
 )
 from advgen.evaluation import predict
-from advgen.robustness import batched
-from advgen.schema import SanitizeConfig
+from advgen.attacks.robustness import batched
+from advgen.defenses.params import SanitizeConfig
 from advgen.stats import mcnemar
 
 
@@ -276,6 +277,6 @@ def test_evaluate_squeezing_on_digits_is_deterministic_and_fits_on_validation_on
                                              "detector_aware_pgd_ce_squeezed"}
     assert len(m["roc"]) == squeeze.ROC_POINTS + 1 and set(m["roc"][0]) == {"fpr_target", "fpr",
                                                                            *m["detector"]["attacks"]}
-    head = squeeze.headline(m)
+    head = defenses_headline.sanitize(m)
     assert 10 <= headline_mod.check(head) <= 20
     assert "seconds" not in repr(m)

@@ -19,12 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .claims import c3_worked_example
-
-
-def venv_env() -> dict[str, str]:
-    """The environment with this interpreter's folder first on PATH, so dvc's ``python`` is ours."""
-    return {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+from .attacks.claims import c3_worked_example
+from .io import venv_env
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -134,7 +130,7 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .compare import CompareError, compare  # imported when used: compare.py imports venv_env from here
+    from .compare import CompareError, compare  # imported when used: it is the only command that needs it
 
     try:
         out = compare(args.revs, markdown=args.markdown, show_all=args.show_all, experiments=args.exp)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .io import venv_env
+
 WORKSPACE = "workspace"
 HEADLINE_PREFIX = "reports/headline/"
 METRIC_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
@@ -174,7 +176,6 @@ def run_dvc(args: Sequence[str], cwd: Path | str | None = None, what: str = "") 
 
     A failure raises :class:`CompareError` with dvc's last error line, prefixed by ``what``.
     """
-    from .cli import venv_env  # imported here so that importing either module never needs the other
 
     proc = subprocess.run([*dvc_command(), *args], cwd=cwd, env=venv_env(), capture_output=True, text=True,
                           check=False)

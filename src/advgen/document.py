@@ -22,18 +22,22 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-__all__ = ["Bullets", "Cell", "Image", "Paragraph", "Section", "Table", "to_html", "to_markdown"]
+__all__ = ["Bullets", "Cell", "Image", "Paragraph", "Section", "Table", "md_anchor", "slug", "to_html", "to_markdown"]
 
 
 @dataclass(frozen=True)
 class Cell:
     """A table cell with presentation: ``cls`` is a CSS class of the HTML cell (``fail``,
     ``pass``, ``supported``, ``not_supported``, ``not_measured``...); ``strong`` makes it
-    bold in both renderings."""
+    bold in both renderings; ``link``, the title of a section of the same document, makes
+    the text a link to that section (``[text](#anchor)`` in Markdown, with the anchor a
+    Markdown viewer gives the heading, :func:`md_anchor`; ``<a href="#sec-...">`` in HTML,
+    the id :func:`to_html` gives the first section of that title, :func:`slug`)."""
 
     text: object
     cls: str | None = None
     strong: bool = False
+    link: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,18 @@ class Section:
 # Markdown
 
 
+def md_anchor(title: str) -> str:
+    """The anchor a Markdown viewer (GitHub's rule) gives a heading ``title``: lower case,
+    punctuation other than ``-`` and ``_`` dropped, each space a ``-``."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
 def _md_cell(c: object) -> str:
     text = str(c.text if isinstance(c, Cell) else c)
     if isinstance(c, Cell) and c.strong:
         text = f"**{text}**"
+    if isinstance(c, Cell) and c.link is not None:
+        text = "[" + text.replace("[", "\\[").replace("]", "\\]") + f"](#{md_anchor(c.link)})"
     return text.replace("|", "\\|")
 
 
@@ -148,6 +160,8 @@ def _html_cell(c: object, tag: str = "td") -> str:
     text = esc(cell.text)
     if cell.strong:
         text = f"<strong>{text}</strong>"
+    if cell.link is not None:
+        text = f'<a href="#{esc(slug(cell.link))}">{text}</a>'
     numeric = "num" if tag == "td" and _NUMERIC.match(str(cell.text)) else None
     return f"<{tag}{_attr_class(cell.cls, numeric)}>{text}</{tag}>"
 

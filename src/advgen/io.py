@@ -7,16 +7,60 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 
+def venv_env() -> dict[str, str]:
+    """The environment with this interpreter's folder first on PATH, so dvc's ``python`` is ours."""
+    return {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+
 def dumps(obj: Any) -> str:
     """Canonical JSON: sorted keys, fixed indentation, trailing newline."""
     return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def tsv(rows: list[dict[str, Any]], float_format: str = "%.6f") -> str:
+    """Rows (dicts) as a tab-separated table with a header, byte for byte what
+    ``pandas.DataFrame(rows).to_csv(sep="\t", index=False, float_format=float_format)`` writes,
+    without importing pandas (half a second of every stage that writes a curve).
+
+    Columns in order of first appearance; a column of numbers with a float or a gap is a float
+    column (``float_format``, gaps empty), one of integers only is written as integers; any other
+    column is written as text (gaps empty). Fields holding a tab, quote or newline are quoted."""
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise TypeError(f"tsv() takes a list of dicts, found {type(rows).__name__}")
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    columns = [[r.get(c) for r in rows] for c in cols]
+    cells = [_column(values, float_format) for values in columns]
+    lines = ["\t".join(_quote(c) for c in cols)] + ["\t".join(_quote(col[i]) for col in cells) for i in range(len(rows))]
+    lines = [line if line or len(cols) != 1 else '""' for line in lines]  # csv quotes a lone empty field
+    return "\n".join(lines) + "\n"
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, numbers.Real) and v != v)
+
+
+def _column(values: list[Any], float_format: str) -> list[str]:
+    number = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731
+    if values and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        return [str(int(v)) for v in values]
+    if values and all(number(v) or v is None for v in values) and not all(v is None for v in values):
+        return ["" if _missing(v) else float_format % v for v in values]
+    return ["" if _missing(v) else str(v) for v in values]
+
+
+def _quote(field: str) -> str:
+    if any(ch in field for ch in '\t"\n\r'):
+        return '"' + field.replace('"', '""') + '"'
+    return field
 
 
 def _umask() -> int:

@@ -8,17 +8,15 @@ loads the tensors; nothing is ever unpickled.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from .utils import dumps
+from .sidecar import read_sidecar, save_weights
 
 FORMAT = "advgen-model/1"
 
@@ -181,13 +179,7 @@ def save_model(model: nn.Module, out_dir: str | Path, sidecar: dict[str, Any]) -
 
     ``sidecar`` must hold ``arch``, ``arch_kwargs``, ``in_shape`` and ``num_classes``.
     """
-    out_dir = Path(out_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    weights = out_dir / "model.safetensors"
-    save_file(state, str(weights))
-    meta = {"format": FORMAT, **sidecar,
-            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    (out_dir / "model.json").write_text(dumps(meta))
+    save_weights(model.state_dict(), out_dir, "model", {"format": FORMAT, **sidecar})
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -198,20 +190,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     """
     path = Path(path)
     folder = path.parent if path.suffix == ".json" else path
-    meta_path, weights = folder / "model.json", folder / "model.safetensors"
-    for p in (meta_path, weights):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: not found; models are written by the train stage")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: expected format {FORMAT!r}, found "
-                         f"{meta.get('format') if isinstance(meta, dict) else meta!r}; not produced by train")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if digest != meta.get("weights_sha256"):
-        raise ValueError(f"{weights}: sha256 {digest} does not match the sidecar's {meta.get('weights_sha256')}")
+    meta = read_sidecar(folder, "model", fmt=FORMAT, producer="train")
+    weights = folder / "model.safetensors"
     model = build_model(meta["arch"], tuple(meta["in_shape"]), meta["num_classes"], **meta["arch_kwargs"])
     model.load_state_dict(load_file(str(weights)), strict=True)
     model.sidecar = meta  # type: ignore[attr-defined]

@@ -78,3 +78,56 @@ def write_digests(root: Path, out: Path) -> list[Path]:
         for script in scripts:
             (tmp / f"{script.stem}.json").write_text(dumps(digest(script, root)))
     return [out / f"{s.stem}.json" for s in scripts]
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """``{module file: advgen module files it imports directly}``, paths relative to ``root``,
+    for every module under ``root/src/advgen`` (a package's ``__init__`` counts as imported)."""
+    src = root / "src"
+    graph: dict[str, set[str]] = {}
+    for path in sorted((src / "advgen").rglob("*.py")):
+        parts = path.relative_to(src).with_suffix("").parts
+        package = ".".join(parts if path.name == "__init__.py" else parts[:-1]).removesuffix(".__init__")
+        deps = set()
+        for mod in _imports(src, path, package):
+            f = _module_file(src, mod)
+            if f is not None and f != path:
+                deps.add(f.relative_to(root).as_posix())
+        graph[path.relative_to(root).as_posix()] = deps
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: its strongly connected components of more than one
+    module (Tarjan), each sorted; a package ``__init__`` that only re-exports is not special."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)

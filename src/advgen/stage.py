@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from . import schema
 from .config import ConfigError, load_params
-from .schema import Common, load_common, validate_params
+from .params_digest import check_current, stage_name
+from .schema import Common, load_common
 from .utils import CostMeter, atomic_write_json, defer_dynamo
 
 
@@ -15,10 +17,17 @@ def common(params: dict[str, Any]) -> Common:
     return load_common(params)
 
 
+def dataset(params: dict[str, Any]) -> str:
+    """The validated dataset name (``ingest.dataset``)."""
+    return schema.dataset(params)
+
+
 def run(name: str, body: Callable[[dict[str, Any]], dict[str, Any] | None], cost_path: str | Path | None) -> None:
     """Run a stage body on params.yaml, record its cost, turn known errors into exit 2.
 
-    Every key of params.yaml is validated first (see :func:`advgen.schema.validate_params`).
+    The whole of params.yaml is validated by the ``validate`` stage, which also writes the params
+    each stage reads (``reports/params/<stage>.json``, its DVC dependency); a stage stops if that
+    file no longer matches params.yaml. The body loads (and so validates) the sections it reads.
     Known errors (bad params, bad data, missing inputs) print a clear message instead of a
     traceback. ``cost_path=None`` records no cost. The body may return timings of its own (per
     epoch, per sample set): they join the cost record, since timings never go into metrics.
@@ -27,7 +36,7 @@ def run(name: str, body: Callable[[dict[str, Any]], dict[str, Any] | None], cost
     try:
         with CostMeter() as meter:
             params = load_params()
-            validate_params(params)  # the whole file, as the validate stage does
+            check_current(params, stage_name(sys.argv[0], sys.argv[1:]))  # its reports/params/<stage>.json
             extra = body(params) or {}
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         if type(exc).__module__.startswith("torch"):

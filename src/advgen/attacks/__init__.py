@@ -1,10 +1,8 @@
-"""Adversarial attacks, native torch and batched. Inputs are images in [0, 1]."""
-from .apgd import APGD, APGDT
-from .base import Attack, AttackError, check_images, dlr_loss, dlr_targeted_loss, lp_norm, margin, project
-from .fgsm import FGSM
-from .noise import UniformNoise
-from .pgd import PGD
-from .square import Square
+"""The attacks area: adversarial attacks (native torch, batched, images in [0, 1]) and the
+experiments built on them (robustness cascade, transfer, forging, patches, input dimension),
+with their params, claims, headline and report sections.
 
-__all__ = ["APGD", "APGDT", "Attack", "AttackError", "FGSM", "PGD", "Square", "UniformNoise", "check_images",
-           "dlr_loss", "dlr_targeted_loss", "lp_norm", "margin", "project"]
+One module per attack (:mod:`.fgsm`, :mod:`.pgd`, :mod:`.apgd`, :mod:`.square`, :mod:`.noise`;
+shared steps in :mod:`.base`). This file imports nothing, so that a stage using one of them
+depends on that one only.
+"""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -20,6 +22,39 @@ def random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Genera
     d = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
     r = torch.rand(len(x), generator=generator, device=dev, dtype=x.dtype) ** (1.0 / x[0].numel())
     return (d * (r * eps).view(-1, 1, 1, 1)).to(x.device)
+
+
+Evaluate = Callable[[torch.Tensor, torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
+
+
+def ascend(x: torch.Tensor, y: torch.Tensor, adv: torch.Tensor, steps: int, step: Callable[[torch.Tensor], torch.Tensor],
+           evaluate: Evaluate, eps: float, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The early-stopping projected ascent shared by :class:`PGD` and the adaptive attacks built
+    on it (e.g. :class:`advgen.defenses.squeeze.DetectorAwarePGD`).
+
+    From ``adv`` (B, C, H, W), ``steps`` times: ``evaluate(iterates, labels, with_grad)`` returns
+    (loss (n,), success (n,) bool, gradient or None); per example the first successful iterate is
+    kept and the example stops, otherwise the highest-loss iterate; the others move by
+    ``step(grad)`` and are projected onto the ``eps``-ball of ``x`` (``norm``) and [0, 1]. The
+    last iterate is scored without a gradient. Returns (best (B, C, H, W), success (B,), best loss (B,)).
+    """
+    best, best_loss = adv.clone(), torch.full((len(x),), -float("inf"), device=x.device)
+    done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    active = torch.arange(len(x), device=x.device)
+    for k in range(steps + 1):
+        xa, ya = adv[active], y[active]
+        loss, success, grad = evaluate(xa, ya, k < steps)
+        better = success | (loss > best_loss[active])
+        best[active[better]], best_loss[active[better]] = xa[better], loss[better]
+        done[active[success]] = True
+        if k == steps:
+            break
+        keep = ~success  # a successful example is done: its first successful iterate is its result
+        active, xa, grad = active[keep], xa[keep], grad[keep]
+        if len(active) == 0:
+            break
+        adv[active] = project(xa + step(grad), x[active], eps, norm)
+    return best, done, best_loss
 
 
 class PGD(Attack):
@@ -69,34 +104,24 @@ class PGD(Attack):
         n = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         return self.alpha * grad / n
 
+    def _evaluate(self, xa: torch.Tensor, ya: torch.Tensor,
+                  with_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(CE loss (n,), fooled (n,), gradient (n, C, H, W) or None) at the iterates xa."""
+        if with_grad:
+            loss, grad, z = self.loss_and_grad(xa, ya)
+        else:  # the last iterate is scored too, without a gradient
+            with torch.no_grad():
+                z = self.logits(xa)
+                loss = F.cross_entropy(z, ya, reduction="none")
+            grad = None
+        # Without early stopping every example runs every step and the highest loss wins.
+        return loss, (z.argmax(1) != ya) & self.early_stop, grad
+
     def _run(self, x: torch.Tensor, y: torch.Tensor,
              delta0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One restart: (best iterate (B, C, H, W), fooled (B,), its loss (B,))."""
         adv = x.clone() if delta0 is None else project(x + delta0, x, self.eps, self.norm)
-        best, best_loss = adv.clone(), torch.full((len(x),), -float("inf"), device=x.device)
-        fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        active = torch.arange(len(x), device=x.device)
-        for step in range(self.steps + 1):
-            xa, ya = adv[active], y[active]
-            if step < self.steps:
-                loss, grad, z = self.loss_and_grad(xa, ya)
-            else:  # the last iterate is scored too, without a gradient
-                with torch.no_grad():
-                    z = self.logits(xa)
-                    loss = F.cross_entropy(z, ya, reduction="none")
-            # Without early stopping every example runs every step and the highest loss wins.
-            wrong = (z.argmax(1) != ya) & self.early_stop
-            better = wrong | (loss > best_loss[active])
-            best[active[better]], best_loss[active[better]] = xa[better], loss[better]
-            fooled[active[wrong]] = True
-            if step == self.steps:
-                break
-            keep = ~wrong  # a fooled example is done: its first fooling iterate is its result
-            active, xa, grad = active[keep], xa[keep], grad[keep]
-            if len(active) == 0:
-                break
-            adv[active] = project(xa + self._step(grad), x[active], self.eps, self.norm)
-        return best, fooled, best_loss
+        return ascend(x, y, adv, self.steps, self._step, self._evaluate, self.eps, self.norm)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, init: torch.Tensor | None = None) -> torch.Tensor:
         best, best_loss = x.clone(), torch.full((len(x),), -float("inf"), device=x.device)

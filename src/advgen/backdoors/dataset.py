@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data import load_classes, load_split, subset, write_splits
 from ..io import atomic_dir, dumps
-from ..schema import PoisonSpec
+from ..backdoors.params import PoisonSpec
 from .poison import (BadNets, Blended, CleanLabel, DirtyLabel, PatchTrigger, PoisonResult, blend_pattern,
                      checkerboard)
 

@@ -151,7 +151,7 @@ def _removal(flags: torch.Tensor, scores: torch.Tensor, inp: DefenseInputs, ev: 
 
 def run_defense(name: str, inp: DefenseInputs, ev: EvalSet, cfg, gen: torch.Generator,
                 device: torch.device, feats: torch.Tensor | None = None) -> tuple[dict, float]:
-    """Run defense ``name`` (one of :data:`advgen.schema.BACKDOOR_DEFENSES`); return its
+    """Run defense ``name`` (one of :data:`advgen.backdoors.params.BACKDOOR_DEFENSES`); return its
     detection figures (if any) and CA/ASR/RA after it, and apart its wall-clock seconds (a cost:
     it varies from run to run, so it stays out of the deterministic metrics)."""
     start = time.perf_counter()

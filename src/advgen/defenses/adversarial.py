@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import FGSM
+from ..attacks.fgsm import FGSM
 from ..attacks.base import project
 from ..attacks.pgd import random_start
 from ..training import BatchLoss
@@ -71,7 +71,22 @@ class FGSMTraining(BatchLoss):
         return loss, adv_logits
 
 
-class FastTraining(BatchLoss):
+class AdversarialOnly(BatchLoss):
+    """Training on adversarial examples only: CE at ``craft(module, xb, yb)`` (B, C, H, W), which
+    a subclass defines (FGSM-RS, PGD); one example per update counts in ``grad_evals``."""
+
+    def craft(self, module: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, net, module, xb, yb):
+        adv = _layout(self.craft(module, xb, yb), xb)
+        net.train()
+        logits = net(adv)
+        self.grad_evals += len(yb)
+        return F.cross_entropy(logits, yb), logits
+
+
+class FastTraining(AdversarialOnly):
     r""""Fast" adversarial training, FGSM with a random start (FGSM-RS), from Wong, Rice & Kolter
     (ICLR 2020), "Fast is better than free: Revisiting adversarial training".
 
@@ -98,15 +113,7 @@ class FastTraining(BatchLoss):
         self.grad_evals += len(yb)
         return project(start + self.step * grad.sign(), xb, self.eps, "Linf")
 
-    def __call__(self, net, module, xb, yb):
-        adv = _layout(self.craft(module, xb, yb), xb)
-        net.train()
-        logits = net(adv)
-        self.grad_evals += len(yb)
-        return F.cross_entropy(logits, yb), logits
-
-
-class PGDTraining(BatchLoss):
+class PGDTraining(AdversarialOnly):
     r"""PGD adversarial training from Madry et al. (ICLR 2018), "Towards Deep Learning Models
     Resistant to Adversarial Attacks": minimise CE at the last iterate of a ``steps``-step L-inf
     PGD from a uniform random start in the eps-ball.
@@ -131,13 +138,6 @@ class PGDTraining(BatchLoss):
             adv = project(adv + self.step * _input_grad(module, adv, ce).sign(), xb, self.eps, "Linf")
         self.grad_evals += self.steps * len(yb)
         return adv
-
-    def __call__(self, net, module, xb, yb):
-        adv = _layout(self.craft(module, xb, yb), xb)
-        net.train()
-        logits = net(adv)
-        self.grad_evals += len(yb)
-        return F.cross_entropy(logits, yb), logits
 
 
 class TRADESLoss(BatchLoss):

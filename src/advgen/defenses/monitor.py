@@ -6,7 +6,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..attacks import FGSM, PGD
+from ..attacks.fgsm import FGSM
+
+from ..attacks.pgd import PGD
 
 
 class OverfitMonitor:

@@ -46,7 +46,7 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest, norm
 from torch import nn
 
-from ..attacks import PGD
+from ..attacks.pgd import PGD
 from ..evaluation import predict as base_predict
 from ..stats import accuracy_ci, mcnemar
 
@@ -373,7 +373,7 @@ def radius_grid(radii: list[float], step: float = 0.05, top: float = 1.25) -> li
 def evaluate_smoothing(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, cfg: Any,
                        generator: torch.Generator, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """The ``certify`` stage's whole evaluation of one Gaussian-noise model on (x (N, C, H, W)
-    in [0, 1], y (N,)), with ``cfg`` an :class:`advgen.schema.CertifyConfig`.
+    in [0, 1], y (N,)), with ``cfg`` an :class:`advgen.defenses.params.CertifyConfig`.
 
     In order, all noise from ``generator``: the base classifier clean and under one noise draw
     per image; :func:`certify` (``cfg.n0``, ``cfg.n``, ``cfg.alpha``); certified accuracy at
@@ -429,12 +429,3 @@ def evaluate_smoothing(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma
         "checks_failed": sum(not c["passed"] for c in checks),
         "curve": curve,
     }
-
-
-def headline(m: dict[str, Any]) -> dict[str, Any]:
-    """The ``certify`` stage's headline scalars: certified accuracy at radius 0 and each radius,
-    the smoothed classifier's accuracy under PGD-L2 at eps 0 and each radius, the abstain rate
-    and the failed checks."""
-    return {"certified": {f"r={r}": v for r, v in m["certified_accuracy"].items()},
-            "empirical": {f"eps={e}": v for e, v in m["empirical_accuracy"].items()},
-            "abstain_rate": m["abstain_rate"], "checks_failed": m["checks_failed"]}

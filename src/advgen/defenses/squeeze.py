@@ -34,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import FGSM, PGD, Attack, Square
-from ..attacks.base import project
-from ..attacks.pgd import random_start
+from ..attacks.base import Attack, project
+from ..attacks.fgsm import FGSM
+from ..attacks.pgd import PGD, ascend, random_start
+from ..attacks.robustness import batched
+from ..attacks.square import Square
 from ..evaluation import predict
-from ..robustness import batched
 from ..stats import accuracy_ci, mcnemar, wilson
 
 SQUEEZERS = ("bit_depth", "median", "both")
@@ -397,36 +398,29 @@ class DetectorAwarePGD(Attack):
         loss = F.cross_entropy(zc, y, reduction="none") - self.weight * penalty
         return loss, z, score
 
+    def _evaluate(self, xa: torch.Tensor, ya: torch.Tensor,
+                  with_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(loss (n,), escaped (n,), gradient or None) at the iterates xa: escaping the safety
+        net means the raw model misclassifies and the score is under the threshold."""
+        if with_grad:
+            xg = xa.detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss, z, score = self.objective(xg, ya)
+                (grad,) = torch.autograd.grad(loss.sum(), xg)
+            self.grad_evals += len(xa)
+            loss, z, score = loss.detach(), z.detach(), score.detach()
+        else:  # the last iterate is scored too, without a gradient
+            with torch.no_grad():
+                loss, z, score = self.objective(xa, ya)
+            grad = None
+        return loss, (z.argmax(1) != ya) & (score <= self.threshold), grad
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         adv = x.clone()  # (B, C, H, W)
         if self.random_start:
             adv = project(x + random_start(x, self.eps, "Linf", self.generator), x, self.eps, "Linf")
-        best, best_loss = adv.clone(), torch.full((len(x),), -float("inf"), device=x.device)
-        escaped = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        active = torch.arange(len(x), device=x.device)
-        for step in range(self.steps + 1):
-            xa, ya = adv[active], y[active]
-            if step < self.steps:
-                xg = xa.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    loss, z, score = self.objective(xg, ya)
-                    (grad,) = torch.autograd.grad(loss.sum(), xg)
-                self.grad_evals += len(xa)
-                loss, z, score = loss.detach(), z.detach(), score.detach()
-            else:  # the last iterate is scored too, without a gradient
-                with torch.no_grad():
-                    loss, z, score = self.objective(xa, ya)
-            ok = (z.argmax(1) != ya) & (score <= self.threshold)  # (n,) escapes the safety net
-            better = ok | (loss > best_loss[active])
-            best[active[better]], best_loss[active[better]] = xa[better], loss[better]
-            escaped[active[ok]] = True
-            if step == self.steps:
-                break
-            keep = ~ok  # an escaped example is done: its first escaping iterate is its result
-            active, xa, grad = active[keep], xa[keep], grad[keep]
-            if len(active) == 0:
-                break
-            adv[active] = project(xa + self.alpha * grad.sign(), x[active], self.eps, "Linf")
+        best, escaped, _ = ascend(x, y, adv, self.steps, lambda g: self.alpha * g.sign(), self._evaluate,
+                                  self.eps, "Linf")
         self.escaped = escaped.cpu()
         return best
 
@@ -571,31 +565,3 @@ def evaluate_squeezing(model: nn.Module, x_val: torch.Tensor, x: torch.Tensor, y
                      "attacks": det},
         "roc": roc_rows(clean_scores, adv_scores),
     }
-
-
-def headline(m: dict[str, Any]) -> dict[str, Any]:
-    """The sanitize stage's headline (17 scalars in 5 groups): naive vs adaptive, side by side.
-
-    ``auroc_naive`` (FGSM, PGD, Square crafted on the raw model); ``detection_rate`` (TPR at the
-    threshold) of naive PGD, BPDA-PGD and detector-aware PGD; ``safety_net`` accuracies;
-    ``squeezed_both``: the "both" squeezer as preprocessing, clean and under naive PGD,
-    BPDA-PGD and Square. The raw model's own figures are in other stages' headlines.
-    """
-    det, both = m["detector"]["attacks"], m["preprocessing"]["both"]
-    aware, pgd = det["detector_aware_pgd"], det["pgd"]
-    out = {
-        "threshold": {"fpr_val": m["threshold"]["fpr_val"]["rate"], "fpr_eval": m["threshold"]["fpr_eval"]["rate"]},
-        "auroc_naive": {a: det[a]["detection"]["auroc"] for a in ("fgsm", "pgd", "square")
-                        if det[a]["detection"]["auroc"] is not None},
-        "detection_rate": {"pgd_naive": pgd["detection"]["tpr"], "pgd_bpda": det["bpda_pgd"]["detection"]["tpr"],
-                           "pgd_detector_aware": aware["detection"]["tpr"]},
-        "safety_net": {"clean": m["detector"]["clean_safety_net"]["accuracy"],
-                       "adv_pgd_naive": pgd["safety_net"]["adversarial"]["accuracy"],
-                       "adv_pgd_detector_aware": aware["safety_net"]["adversarial"]["accuracy"],
-                       "mean_pgd_naive": pgd["safety_net"]["mean"]["accuracy"],
-                       "mean_pgd_detector_aware": aware["safety_net"]["mean"]["accuracy"]},
-        "squeezed_both": {"clean": both["clean"]["accuracy"], "pgd_naive": both["pgd_naive"]["accuracy"],
-                          "pgd_bpda": both["pgd_bpda"]["accuracy"], "square": both["square"]["accuracy"]},
-    }
-    # A rate over an empty set (no successful adversarial example) is None: left out.
-    return {g: {k: v for k, v in vals.items() if v is not None} for g, vals in out.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +16,7 @@ from .diffusion import (DiffusionStep, SamplerSpec, TrainHistory, alphas_cumprod
                         to_model, train_diffusion)
 from .curve import CurvePoint, fid_point
 from .features import FeatureNet, extract
+from .params import DiffusionConfig
 from .unet import UNet
 
 
@@ -91,7 +93,7 @@ def fit_diffusion(spec, x: torch.Tensor, y: torch.Tensor | None, ae: Autoencoder
                   batch_size: int, lr: float, ema_decay: float, p_uncond: float, log_every: int, snapshot_iters: int,
                   generator: torch.Generator, device: torch.device, rank: int = 0, world: int = 1, warmup: int = 0,
                   curve: Curve | None = None) -> DiffusionFit:
-    """Train the denoiser of ``spec`` (a :class:`advgen.schema.DiffusionSpec`) on images x
+    """Train the denoiser of ``spec`` (a :class:`advgen.generative.params.DiffusionSpec`) on images x
     (N, 1, 28, 28) in [0, 1] with labels y (N,) (None for an unconditional model): Adam at
     ``lr`` after a linear ``warmup``, at most ``epochs`` epochs, the FID curve of ``curve``
     after every epoch (rank 0).
@@ -155,9 +157,38 @@ def timed_sample(model: nn.Module, sampler: SamplerSpec, spec, T: int, shape, n:
     return x, [to_images(f, ae) for f in strip], seconds
 
 
+def sample_plan(cfg: DiffusionConfig, name: str) -> dict[str, dict[str, Any]]:
+    """The sample sets of config ``name``, in drawing order: set name -> {role, sampler, steps,
+    eta, n[, scale, guided][, frames, strip_seeds]}. A conditional model's main set is its
+    conditional samples (guidance 1, classes balanced), what it was trained to do; its
+    unconditional mode (the null label) is a set of its own, ``uncond_<sampler>``. The C15
+    snapshot is unconditional: it is compared with unconditional GANs."""
+    spec, main = cfg.spec(name), cfg.sampler(cfg.main_sampler)
+    base = lambda s: {"sampler": s.sampler, "steps": s.steps, "eta": float(s.eta)}  # noqa: E731
+    cond = {"scale": 1.0, "guided": True} if spec.conditional else {}
+    plan = {main.name: {"role": "main", **base(main), "n": cfg.n_sample, **cond}}
+    if not spec.sweep:
+        plan[main.name].update(frames=cfg.strip_frames, strip_seeds=cfg.strip_seeds)
+    if spec.conditional:
+        plan[f"uncond_{main.name}"] = {"role": "unconditional", **base(main), "n": cfg.n_sample}
+    if spec.snapshot and cfg.snapshot_iters:
+        plan[f"snapshot_{main.name}"] = {"role": "snapshot", **base(main), "n": cfg.n_sample}
+    if spec.sweep:
+        for item in cfg.sweep:
+            s = cfg.sampler(item)
+            plan[f"sweep_{s.name}"] = {"role": "sweep", **base(s), "n": cfg.n_sweep}
+            if s.sampler == "ddpm":  # the lecture's "image appearing over time": the full reverse process
+                plan[f"sweep_{s.name}"].update(frames=cfg.strip_frames, strip_seeds=cfg.strip_seeds)
+    if spec.guidance:
+        for scale in cfg.guidance_scales:
+            plan[f"guidance_s{scale:g}"] = {"role": "guidance", **base(main), "n": cfg.n_guidance,
+                                            "scale": float(scale), "guided": True}
+    return plan
+
+
 def sample_sets(fit_model: nn.Module, spec, plan: dict, T: int, shape, ae: Autoencoder | None,
                 generator: torch.Generator, device, snapshot: nn.Module | None = None):
-    """Every set of ``plan`` (see :func:`advgen.schema.DiffusionConfig.plan`): name -> {images,
+    """Every set of ``plan`` (see :func:`sample_plan`): name -> {images,
     labels, role, sampler, steps, eta, scale}; plus the trajectory strip (frames of (k, 1, 28, 28))
     and the wall seconds per set. Sets are drawn in plan order from ``generator``."""
     sets, seconds, strip = {}, {}, []

@@ -7,16 +7,14 @@ sha256); :func:`load_generator` rebuilds it without unpickling, like :func:`advg
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from ..utils import dumps
+from ..sidecar import read_sidecar, save_weights
 
 FORMAT = "advgen-generator/1"
 
@@ -124,12 +122,7 @@ def generate(g: nn.Module, z: torch.Tensor, batch_size: int = 1000) -> torch.Ten
 def save_generator(g: nn.Module, out_dir: str | Path, sidecar: dict[str, Any]) -> None:
     """Write ``generator.safetensors`` and ``generator.json`` into ``out_dir`` (an existing folder).
     ``sidecar`` must hold ``arch_kwargs`` (z_dim, channels, width) and ``produced_by``."""
-    out_dir = Path(out_dir)
-    weights = out_dir / "generator.safetensors"
-    save_file({k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}, str(weights))
-    meta = {"format": FORMAT, "arch": "dcgan", **sidecar,
-            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    (out_dir / "generator.json").write_text(dumps(meta))
+    save_weights(g.state_dict(), out_dir, "generator", {"format": FORMAT, "arch": "dcgan", **sidecar})
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -138,22 +131,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.M
     Raises FileNotFoundError or ValueError naming the file when it is missing, was not produced
     by ``gan`` or its weights do not match the recorded sha256.
     """
-    folder = Path(path)
-    meta_path, weights = folder / "generator.json", folder / "generator.safetensors"
-    for p in (meta_path, weights):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: not found; generators are written by the gan stage")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("produced_by") != "gan":
-        raise ValueError(f"{meta_path}: expected format {FORMAT!r} produced by 'gan', found "
-                         f"{(meta.get('format'), meta.get('produced_by')) if isinstance(meta, dict) else meta!r}")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if digest != meta.get("weights_sha256"):
-        raise ValueError(f"{weights}: sha256 {digest} does not match the sidecar's {meta.get('weights_sha256')}")
+    meta = read_sidecar(path, "generator", fmt=FORMAT, producer="gan")
     g = DCGANGenerator(**meta["arch_kwargs"])
-    g.load_state_dict(load_file(str(weights)), strict=True)
+    g.load_state_dict(load_file(str(Path(path) / "generator.safetensors")), strict=True)
     g.sidecar = meta  # type: ignore[attr-defined]
     return g.to(device).eval()

@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .. import sidecar
+from ..sidecar import save_weights
 from ..utils import dumps
 
 FORMAT = "advgen-net/1"
@@ -28,33 +30,12 @@ def save_module(module: nn.Module, folder: str | Path, stem: str, sidecar: dict[
                 state: dict[str, torch.Tensor] | None = None) -> None:
     """Write ``<stem>.safetensors`` (``state`` or the module's state dict) and ``<stem>.json``
     into ``folder`` (existing). ``sidecar`` must hold ``produced_by`` and ``arch_kwargs``."""
-    folder = Path(folder)
-    weights = folder / f"{stem}.safetensors"
-    state = module.state_dict() if state is None else state
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(weights))
-    meta = {"format": FORMAT, **sidecar, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    (folder / f"{stem}.json").write_text(dumps(meta))
+    save_weights(module.state_dict() if state is None else state, folder, stem, {"format": FORMAT, **sidecar})
 
 
 def read_sidecar(folder: str | Path, stem: str, produced_by: str) -> dict[str, Any]:
-    """The checked sidecar of ``<folder>/<stem>``: present, valid JSON, produced by ``produced_by``,
-    weights matching its sha256. Raises FileNotFoundError / ValueError naming the file."""
-    folder = Path(folder)
-    meta_path, weights = folder / f"{stem}.json", folder / f"{stem}.safetensors"
-    for p in (meta_path, weights):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: not found; it is written by the {produced_by} stage")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("produced_by") != produced_by:
-        found = (meta.get("format"), meta.get("produced_by")) if isinstance(meta, dict) else meta
-        raise ValueError(f"{meta_path}: expected format {FORMAT!r} produced by {produced_by!r}, found {found!r}")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if digest != meta.get("weights_sha256"):
-        raise ValueError(f"{weights}: sha256 {digest} does not match the sidecar's {meta.get('weights_sha256')}")
-    return meta
+    """The checked sidecar of the network ``<folder>/<stem>`` (see :func:`advgen.sidecar.read_sidecar`)."""
+    return sidecar.read_sidecar(folder, stem, fmt=FORMAT, producer=produced_by)
 
 
 def load_module(folder: str | Path, stem: str, produced_by: str, build: Callable[[dict[str, Any]], nn.Module],

@@ -43,7 +43,7 @@ class GANRun:
 
 def fit_gan(spec, schedule: GANSchedule, real: torch.Tensor, feature_net: FeatureNet, *, n_fid: int,
             grid: int, probe_steps: int, n_boot: int, generator: torch.Generator, device: torch.device) -> GANRun:
-    """Train the DCGAN of ``spec`` (a :class:`advgen.schema.GANSpec`) on ``real`` (N, 1, H, W)
+    """Train the DCGAN of ``spec`` (a :class:`advgen.generative.params.GANSpec`) on ``real`` (N, 1, H, W)
     float in [0, 1].
 
     ``generator`` draws, in order: G's and D's initial weights, the stacked dataset (if

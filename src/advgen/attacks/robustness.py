@@ -20,25 +20,31 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
-from .attacks import APGD, APGDT, FGSM, PGD, Attack, AttackError, Square, UniformNoise, lp_norm
-from .evaluation import predict
-from .stats import accuracy_ci, mcnemar, wilson
+from ..evaluation import predict
+from ..stats import accuracy_ci, mcnemar, wilson
+from .apgd import APGD, APGDT
+from .base import Attack, AttackError, lp_norm
+from .fgsm import FGSM
+from .noise import UniformNoise
+from .params import AttackConfig
+from .pgd import PGD
+from .square import Square
 
-# name -> (norm, builder(model, eps, cfg, generator))
-Builder = Callable[[nn.Module, float, dict, torch.Generator], Attack]
+# name -> (norm, builder(model, eps, cfg, generator)); cfg: the typed ``attack`` section
+Builder = Callable[[nn.Module, float, AttackConfig, torch.Generator], Attack]
 ATTACKS: dict[str, tuple[str, Builder]] = {
     "fgsm": ("Linf", lambda m, e, c, g: FGSM(m, e)),
-    "pgd": ("Linf", lambda m, e, c, g: PGD(m, e, steps=c["pgd_steps"], restarts=c["pgd_restarts"], generator=g)),
-    "pgd_l2": ("L2", lambda m, e, c, g: PGD(m, e, norm="L2", steps=c["pgd_steps"], restarts=c["pgd_restarts"],
+    "pgd": ("Linf", lambda m, e, c, g: PGD(m, e, steps=c.pgd_steps, restarts=c.pgd_restarts, generator=g)),
+    "pgd_l2": ("L2", lambda m, e, c, g: PGD(m, e, norm="L2", steps=c.pgd_steps, restarts=c.pgd_restarts,
                                            generator=g)),
-    "apgd_ce": ("Linf", lambda m, e, c, g: APGD(m, e, loss="ce", steps=c["apgd_steps"], generator=g)),
-    "apgd_dlr": ("Linf", lambda m, e, c, g: APGD(m, e, loss="dlr", steps=c["apgd_steps"], generator=g)),
-    "square": ("Linf", lambda m, e, c, g: Square(m, e, n_queries=c["square_queries"], p_init=c["square_p_init"],
+    "apgd_ce": ("Linf", lambda m, e, c, g: APGD(m, e, loss="ce", steps=c.apgd_steps, generator=g)),
+    "apgd_dlr": ("Linf", lambda m, e, c, g: APGD(m, e, loss="dlr", steps=c.apgd_steps, generator=g)),
+    "square": ("Linf", lambda m, e, c, g: Square(m, e, n_queries=c.square_queries, p_init=c.square_p_init,
                                                 generator=g)),
     "noise": ("Linf", lambda m, e, c, g: UniformNoise(m, e, generator=g)),
 }
@@ -46,8 +52,8 @@ ITERATIVE = ("pgd", "apgd_ce", "apgd_dlr")  # loss maximisers: expected monotone
 ALPHA = 0.01  # significance of the paired tests behind the sanity checks
 
 
-def build_attack(name: str, model: nn.Module, eps: float, cfg: dict, generator: torch.Generator) -> Attack:
-    """Instantiate attack ``name`` (one of :data:`ATTACKS`) from the stage's config dict."""
+def build_attack(name: str, model: nn.Module, eps: float, cfg: AttackConfig, generator: torch.Generator) -> Attack:
+    """Instantiate attack ``name`` (one of :data:`ATTACKS`) with the budgets of ``cfg``."""
     if name not in ATTACKS:
         raise AttackError(f"unknown attack {name!r}; expected one of {sorted(ATTACKS)}")
     return ATTACKS[name][1](model, eps, cfg, generator)
@@ -73,7 +79,7 @@ class SweepResult:
     extra: dict
 
 
-def sweep(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list: list[float], cfg: dict,
+def sweep(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list: list[float], cfg: AttackConfig,
           generator: torch.Generator, batch_size: int = 250, n_show: int = 8, show_eps: float | None = None) -> SweepResult:
     """Run attack ``name`` at each eps on (x (N, C, H, W), y (N,)) and record who stays correct."""
     norm = ATTACKS[name][0] if name in ATTACKS else "Linf"
@@ -141,8 +147,8 @@ class CascadeConfig:
     batch_size: int = 250
 
 
-def cascade_config(cfg: Any) -> CascadeConfig:
-    """The cascade budgets of an :class:`advgen.schema.AttackConfig`."""
+def cascade_config(cfg: AttackConfig) -> CascadeConfig:
+    """The cascade budgets of an :class:`~advgen.attacks.params.AttackConfig`."""
     return CascadeConfig(apgd_steps=cfg.apgd_steps, n_target_classes=cfg.n_target_classes,
                          square_queries=cfg.square_queries, square_p_init=cfg.square_p_init,
                          n_square=cfg.n_square, more_restarts=cfg.more_restarts)

@@ -1,22 +1,32 @@
-"""The report's defense sections (C9): defended models' robustness and training cost, the
-catastrophic-overfitting monitor, feature squeezing naive against adaptive, randomized smoothing.
+"""The defenses sections of the report (C9, C9a): defended models' robustness and training
+cost, the catastrophic-overfitting monitor, feature squeezing naive against adaptive, randomized
+smoothing.
 
-Registered with :func:`advgen.report.section`; :mod:`advgen.report` imports this module.
+A part of :func:`advgen.report.make_report` (listed in :mod:`advgen.areas`); helpers come from
+the core :mod:`advgen.report`, never the other way round. It imports no torch itself.
 """
 from __future__ import annotations
 
-from .document import Cell, Paragraph, Section, Table
-from .report import _models, _pct, _pct_ci, section
+from ..claims import at_or
+from ..document import Cell, Paragraph, Section, Table
+from ..report import MISSING, models, num, pct, pct_ci
 
-EPS = ("0.05", "0.1")  # the eps the defenses are compared at (the training eps is 0.1)
+DEFENSES = "Defenses (C9)"
+SANITIZE = "Feature squeezing: naive against adaptive (C9a)"
+
+#: The section that shows each claim's experiment.
+CLAIM_SECTIONS = {"C9": DEFENSES, "C9a": SANITIZE}
+
+EPS = (0.05, 0.1)  # the eps the defenses are compared at
+TRAINING_EPS = 0.1
 COLUMNS = (("fgsm", "FGSM"), ("pgd", "PGD-20"), ("apgd_ce", "APGD-CE"), ("square", "Square"))
 
 
-def _attack(collected: dict, model: str, attack: str, eps: str) -> str:
+def _attack(collected: dict, model: str, attack: str, eps: float) -> str:
     m = collected.get(f"attacks/{model}/{attack}", {}).get("metrics")
-    if not m or eps not in m.get("accuracy", {}):
-        return "—"
-    return _pct_ci(m["accuracy"][eps], m.get("accuracy_ci95", {}).get(eps))
+    if not m or at_or(m.get("accuracy", {}), eps) is None:
+        return MISSING
+    return pct_ci(at_or(m["accuracy"], eps), at_or(m.get("accuracy_ci95", {}), eps))
 
 
 def _flags(rob: dict, dm: dict | None) -> str:
@@ -33,25 +43,24 @@ def _flags(rob: dict, dm: dict | None) -> str:
 
 def defended(collected: dict) -> dict[str, dict]:
     """``{model: defend metrics}`` of the defended models."""
-    return _models(collected, "defend")
+    return models(collected, "defend")
 
 
-@section("defenses", before="cost")
 def _defenses(collected: dict) -> list[Section]:
     dm = defended(collected)
     if not dm:
         return []
-    rob = _models(collected, "robustness")
+    rob = models(collected, "robustness")
     base = next(iter(dm.values()))["defense"].get("base", "cnn")
     names = [n for n in [base, *dm] if n in rob]
     rows = []
     for n in names:
         m = rob[n]
         for e in EPS:
-            rows.append([n if e == EPS[0] else "", e, _pct_ci(m["clean_accuracy"], m.get("clean_ci95")) if e == EPS[0] else "",
-                         *(_pct_ci(m["linf"][a].get(e), m["linf_ci95"].get(a, {}).get(e)) if a in m["linf"]
-                           and e in m["linf"][a] else _attack(collected, n, a, e) for a, _ in COLUMNS),
-                         _pct_ci(m["linf"]["worst_case"].get(e), m["linf_ci95"]["worst_case"].get(e)),
+            rows.append([n if e == EPS[0] else "", f"{e:g}", pct_ci(m["clean_accuracy"], m.get("clean_ci95")) if e == EPS[0] else "",
+                         *(pct_ci(at_or(m["linf"][a], e), at_or(m["linf_ci95"].get(a, {}), e)) if a in m["linf"]
+                           and at_or(m["linf"][a], e) is not None else _attack(collected, n, a, e) for a, _ in COLUMNS),
+                         pct_ci(at_or(m["linf"]["worst_case"], e), at_or(m["linf_ci95"]["worst_case"], e)),
                          m["n"] if e == EPS[0] else ""])
     blocks: list = [
         Paragraph(f"Every defended model has the architecture of `{base}` and is trained from scratch by the train "
@@ -67,13 +76,13 @@ def _defenses(collected: dict) -> list[Section]:
     base_epochs = base_cost.get("metrics", {}).get("epochs")
     for n, d in dm.items():
         cost = collected.get(f"defend/{n}", {}).get("cost", {})
-        vs = rob.get(n, {}).get("vs_base", {}).get("eps", {}).get("0.1")
-        paired = "" if not vs else (f"{_pct(vs['defended_worst_case'])} vs {_pct(vs['base_pgd'])} "
+        vs = at_or(rob.get(n, {}).get("vs_base", {}).get("eps", {}), TRAINING_EPS)
+        paired = "" if not vs else (f"{pct(vs['defended_worst_case'])} vs {pct(vs['base_pgd'])} "
                                     f"(p = {vs['paired']['p_a_higher']:.2g})")
         config = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in d["defense"].items() if k not in ("method", "base", "source_weights_sha256"))
         cost_rows.append([n, d["defense"]["method"], config, f"{d['epochs_run']}/{d['epochs']}",
-                          f"{cost.get('wall_s', float('nan')):.0f}", f"{d['training_grad_evals'] / 1e6:.2f}",
+                          num(cost.get("wall_s"), 0), f"{d['training_grad_evals'] / 1e6:.2f}",
                           paired, Cell(_flags(rob.get(n, {}), d), "pass" if _flags(rob.get(n, {}), d) == "ok" else "fail")])
     blocks += [
         Paragraph(f"Training cost: wall seconds of the stage (from `reports/cost/defend/`, this run's machine) and "
@@ -85,8 +94,8 @@ def _defenses(collected: dict) -> list[Section]:
                   "black-box attack broke images every white-box attack missed), catastrophic overfitting."),
         Table(["model", "method", "config", "epochs", "wall s", "grad evals (M)", f"worst vs {base} PGD @0.1",
                "flags"], cost_rows)]
-    monitor_rows = [[n, ", ".join(_pct(v) for v in d["monitor"]["pgd_acc"]),
-                     ", ".join(_pct(v) for v in d["monitor"]["fgsm_acc"]),
+    monitor_rows = [[n, ", ".join(pct(v) for v in d["monitor"]["pgd_acc"]),
+                     ", ".join(pct(v) for v in d["monitor"]["fgsm_acc"]),
                      "yes" if d["catastrophic_overfitting"] else "no"]
                     for n, d in dm.items() if d.get("monitor")]
     if monitor_rows:
@@ -96,18 +105,17 @@ def _defenses(collected: dict) -> list[Section]:
             f"the training eps on {mon['n']} fixed training images; a collapse is a PGD accuracy "
             f"{100 * mon['drop']:.0f} points below its best so far. Per epoch, %:"),
             Table(["model", "monitor PGD", "monitor FGSM", "collapse"], monitor_rows)]
-    return [Section("Defenses (C9)", blocks)]
+    return [Section(DEFENSES, blocks)]
 
 
 def _acc(entry: dict | None) -> str:
-    return "—" if not entry else _pct_ci(entry.get("accuracy"), entry.get("ci95"))
+    return MISSING if not entry else pct_ci(entry.get("accuracy"), entry.get("ci95"))
 
 
 def _rate(v: float | None, ci: list[float] | None = None) -> str:
-    return "—" if v is None else _pct_ci(v, ci)
+    return pct_ci(v, ci, placeholder=MISSING)
 
 
-@section("sanitize", before="cost")
 def _sanitize(collected: dict) -> list[Section]:
     m = collected.get("sanitize", {}).get("metrics")
     if not m:
@@ -119,10 +127,10 @@ def _sanitize(collected: dict) -> list[Section]:
     det_rows = []
     for name, d in det.items():
         dm, sn = d["detection"], d["safety_net"]
-        det_rows.append([name, d["kind"], "—" if dm["auroc"] is None else f"{dm['auroc']:.3f}",
+        det_rows.append([name, d["kind"], num(dm["auroc"], 3),
                          _rate(dm["tpr"], dm.get("tpr_ci95")), str(dm["n_adv"]), _acc(d["raw_accuracy"]),
                          _acc(sn["adversarial"]), _acc(sn["mean"])])
-    return [Section("Feature squeezing: naive against adaptive (C9a)", [
+    return [Section(SANITIZE, [
         Paragraph(f"Xu et al. (2018) on `{collected.get('sanitize', {}).get('metrics', {}).get('model', 'cnn')}`: "
                   f"squeezers bit depth {m['bit_depth']}, {m['median']}x{m['median']} median, and both, at L-inf "
                   f"eps = {m['eps']:g} on n = {m['n_eval']} test images. **Naive** attacks are crafted on the raw "
@@ -144,16 +152,15 @@ def _sanitize(collected: dict) -> list[Section]:
                "safety net (adversarial)", "safety net (mean)"], det_rows)])]
 
 
-@section("certify", before="cost")
 def _certify(collected: dict) -> list[Section]:
-    models = _models(collected, "certify")
-    if not models:
+    certified = models(collected, "certify")
+    if not certified:
         return []
     out = []
-    for name, m in models.items():
+    for name, m in certified.items():
         radii = [r for r in m["certified_accuracy"] if float(r) > 0]
-        rows = [[r, _pct_ci(m["certified_accuracy"][r], m["certified_ci95"].get(r)),
-                 _pct_ci(m["empirical_accuracy"].get(r), m["empirical_ci95"].get(r)) if r in m["empirical_accuracy"] else "—"]
+        rows = [[r, pct_ci(m["certified_accuracy"][r], m["certified_ci95"].get(r)),
+                 pct_ci(m["empirical_accuracy"].get(r), m["empirical_ci95"].get(r)) if r in m["empirical_accuracy"] else MISSING]
                 for r in ["0", *radii]]
         checks = [Cell(("pass" if c["passed"] else "FAIL") + f" {c['name']}: {c['detail']}",
                        "pass" if c["passed"] else "fail", strong=not c["passed"]) for c in m["checks"]]
@@ -165,8 +172,12 @@ def _certify(collected: dict) -> list[Section]:
                       f"of the smoothed classifier under PGD-L2 ({m['pgd_steps']} steps, EOT over {m['eot']} noise "
                       f"draws per gradient, Monte-Carlo prediction with {m['n_predict']} draws, abstain = wrong). "
                       "Certified accuracy above the empirical one at the same radius is impossible: it is checked "
-                      f"(exact paired test, p < 0.01). Abstained: {_pct(m['abstain_rate'])}%. Base classifier without "
+                      f"(exact paired test, p < 0.01). Abstained: {pct(m['abstain_rate'])}%. Base classifier without "
                       f"noise: {_acc(m['base']['clean'])}%, with one noise draw: {_acc(m['base']['noisy'])}%."),
             Table(["L2 radius", "certified accuracy %", "empirical (PGD-L2 + EOT) %"], rows),
             Table(["sanity check"], [[c] for c in checks])], level=2))
     return out
+
+
+SECTIONS = (_defenses, _sanitize, _certify)
+FIGURES: tuple = ()

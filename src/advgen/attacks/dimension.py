@@ -10,10 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attacks import FGSM, margin
-from .config import ConfigError
-from .evaluation import predict
-from .stats import wilson_p
+from ..config import ConfigError
+from ..evaluation import predict
+from ..stats import wilson_p
+from .base import margin
+from .fgsm import FGSM
 
 
 def linear_weights(model: nn.Module) -> torch.Tensor:

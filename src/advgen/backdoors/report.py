@@ -1,7 +1,8 @@
-"""The report's backdoor sections (C10): CA/ASR/RA of every poisoned model, the defenses against
-them, which defense catches which attack, and a figure of poisoned training examples.
+"""The backdoors sections of the report (C10): CA/ASR/RA of every poisoned model, the defenses
+against them, which defense catches which attack, and a figure of poisoned training examples.
 
-Registered with :func:`advgen.report.section`; :mod:`advgen.report` imports this module.
+A part of :func:`advgen.report.make_report` (listed in :mod:`advgen.areas`); helpers come from
+the core :mod:`advgen.report`, never the other way round. It imports no torch itself.
 """
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
-from .document import Cell, Paragraph, Section, Table
-from .report import _figure, _models, _pct, _pct_ci, figure, section
+from ..document import Cell, Paragraph, Section, Table
+from ..report import MISSING, figure_images, models, num, pct, pct_ci
+
+BACKDOORS = "Backdoors (C10)"
+
+#: The section that shows each claim's experiment.
+CLAIM_SECTIONS = {"C10": BACKDOORS}
 
 DEFENSE_NAMES = {"spectral": "spectral signatures", "clustering": "activation clustering", "strip": "STRIP",
                  "fine_pruning": "fine-pruning", "fine_tuning": "fine-tuning"}
@@ -19,7 +25,7 @@ DEFENSE_NAMES = {"spectral": "spectral signatures", "clustering": "activation cl
 
 def backdoored(collected: dict) -> dict[str, dict]:
     """``{model: backdoor_defense metrics}``, ordered by attack then rate."""
-    bd = _models(collected, "backdoor")
+    bd = models(collected, "backdoor")
     return dict(sorted(bd.items(), key=lambda kv: (kv[1]["poison"]["attack"], "source" in kv[1]["poison"],
                                                    kv[1]["poison"]["rate"])))
 
@@ -34,7 +40,7 @@ def describe(p: dict) -> str:
 
 
 def _v(m: dict) -> str:
-    return _pct_ci(m["value"], m["ci95"])
+    return pct_ci(m["value"], m["ci95"])
 
 
 def _drop(d: dict) -> str:
@@ -42,7 +48,6 @@ def _drop(d: dict) -> str:
     return f"{100 * d['value']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] (p = {d['p_ref_higher']:.2g})"
 
 
-@section("backdoors", before="cost")
 def _backdoors(collected: dict) -> list[Section]:
     bd = backdoored(collected)
     if not bd:
@@ -66,11 +71,11 @@ def _backdoors(collected: dict) -> list[Section]:
                   "(that the reference is not more accurate)."),
         Table(["model", "attack", "poisoned in training", "CA", "ASR", "RA", f"CA drop vs {ref}",
                *(f"CA drop vs {r}" for r in others)], rows),
-        *_figure(collected, "figures/backdoor_examples.png",
+        *figure_images(collected, "figures/backdoor_examples.png",
                  "Poisoned training images: each pair of rows is clean (top) and poisoned (bottom); one pair per "
                  "poisoning config, in the order of the table"),
     ]
-    return [Section("Backdoors (C10)", blocks), *_defense_sections(bd, collected)]
+    return [Section(BACKDOORS, blocks), *_defense_sections(bd, collected)]
 
 
 def _defense_sections(bd: dict, collected: dict) -> list[Section]:
@@ -85,17 +90,17 @@ def _defense_sections(bd: dict, collected: dict) -> list[Section]:
         for d in names:
             r = m["defenses"].get(d)
             if r is None:
-                cells.append("—")
+                cells.append(MISSING)
                 continue
             det = r.get("detection")
             caught = r["asr"]["value"] <= 0.1 and u["ca"]["value"] - r["ca"]["value"] <= 0.02
-            cells.append(Cell(f"ASR {_pct(r['asr']['value'])}, DER {r['der']:.2f}", "pass" if caught else "fail"))
-            removed = f"{r['n_removed']} of {r['n_removed'] + r['n_retrained']}" if "n_removed" in r else "—"
+            cells.append(Cell(f"ASR {pct(r['asr']['value'])}, DER {r['der']:.2f}", "pass" if caught else "fail"))
+            removed = f"{r['n_removed']} of {r['n_removed'] + r['n_retrained']}" if "n_removed" in r else MISSING
             rows.append([model, DEFENSE_NAMES[d], removed,
-                         "—" if not det else _pct(det["tpr"]), "—" if not det else _pct(det["fpr"]),
-                         "—" if not det or det["auroc"] is None else f"{det['auroc']:.3f}",
-                         _v(r["ca"]), _v(r["asr"]), _v(r["ra"]), f"{r['der']:.3f}", f"{wall[d]:.0f}" if d in wall else "—"])
-        matrix.append([model, f"{_pct(u['asr']['value'])}", *cells])
+                         pct((det or {}).get("tpr"), placeholder=MISSING), pct((det or {}).get("fpr"), placeholder=MISSING),
+                         num((det or {}).get("auroc"), 3),
+                         _v(r["ca"]), _v(r["asr"]), _v(r["ra"]), num(r["der"], 3), num(wall.get(d), 0)])
+        matrix.append([model, f"{pct(u['asr']['value'])}", *cells])
     if not rows:
         return []
     any_m = next(m for m in bd.values() if m.get("defenses"))
@@ -120,7 +125,6 @@ def _defense_sections(bd: dict, collected: dict) -> list[Section]:
         Table(["model", "ASR before", *(DEFENSE_NAMES[d] for d in names)], matrix)])]
 
 
-@figure
 def _examples_figure(reports: Path, collected: dict) -> dict[str, bytes]:
     names = [n for n in backdoored(collected) if (reports / "poison" / n / "examples.png").is_file()]
     names += sorted(n.split("/", 1)[1] for n in collected if n.startswith("poison/") and n.count("/") == 1
@@ -136,3 +140,7 @@ def _examples_figure(reports: Path, collected: dict) -> dict[str, bytes]:
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return {"figures/backdoor_examples.png": buf.getvalue()}
+
+
+SECTIONS = (_backdoors,)
+FIGURES = (_examples_figure,)

@@ -1,0 +1,209 @@
+"""Run a stage script in a fresh process forked from a warm one: ``python -m advgen.warm SCRIPT ARGS``.
+
+Most of a short stage's cost is its interpreter importing torch (about 1.2 s of the 2.6 s a
+smoke-profile stage spends outside its body). ``dvc.yaml``'s commands therefore go through this
+module: the first stage of a run starts a small server that imports torch and numpy once and
+then waits on a UNIX socket; every later stage command connects, hands over its working folder,
+environment, arguments and its own stdin/stdout/stderr, and the server forks a child that runs
+the script as ``__main__`` and reports its exit status. Each stage still runs in a process of
+its own (a fork, so nothing of one stage survives into the next); only torch's import is shared.
+No advgen module is ever imported by the server, so a code change between two stages is seen.
+
+The server serves one interpreter, ``PYTHONPATH`` and thread settings (the socket's name hashes
+them), exits after :data:`IDLE_S` seconds without a request, and never holds the caller's
+output open (it is detached from the start). Whenever it cannot be used (no socket yet, a
+refused connection, ``ADVGEN_WARM=0``), the stage runs the ordinary way: ``python SCRIPT ARGS``.
+A child killed by a signal, or one that crashes without reporting, fails the stage.
+"""
+from __future__ import annotations
+
+import array
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+IDLE_S = 120.0
+#: Environment variables that change how torch sets itself up at import: a server only serves
+#: callers whose values match its own.
+IMPORT_ENV = ("PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED",
+              "ADVGEN_WARM_KEY")  # the last: a private server (tests)
+PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "safetensors.torch")
+
+
+def socket_path(env: dict[str, str] | None = None) -> Path:
+    """The server's socket for this interpreter and import environment."""
+    env = os.environ if env is None else env
+    key = json.dumps([sys.executable, *(env.get(k, "") for k in IMPORT_ENV)])
+    name = f"advgen-warm-{os.getuid()}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.sock"
+    return Path(tempfile.gettempdir()) / name
+
+
+# ----------------------------------------------------------------------------- client
+
+
+def _run_plain(argv: list[str]) -> None:
+    os.execv(sys.executable, [sys.executable, *argv])
+
+
+def _start_server(path: Path) -> None:
+    subprocess.Popen([sys.executable, "-m", "advgen.warm", "--serve", str(path)], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def _recv_line(conn: socket.socket) -> str | None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(1)
+        if not chunk:
+            return None
+        data += chunk
+    return data.decode()
+
+
+def run(argv: list[str]) -> int:
+    """Run ``argv`` (script and arguments) in a child of the warm server; return its exit status.
+    Falls back to running it directly (this process becomes it) when no server can be used."""
+    if os.environ.get("ADVGEN_WARM") == "0":
+        _run_plain(argv)
+    path = socket_path()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        _start_server(path)  # for the next stage; this one does not wait for it
+        _run_plain(argv)
+    request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode() + b"\n"
+    conn.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+    pid_line = _recv_line(conn)  # the child's own first words: it has started
+    if pid_line is None:  # the server went away before forking: run it here
+        conn.close()
+        _run_plain(argv)
+    pid = int(pid_line)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: os.kill(pid, s))
+    status = _recv_line(conn)
+    return 1 if status is None else int(status)  # no status: the child died without reporting
+
+
+# ----------------------------------------------------------------------------- server
+
+
+def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+    """In the forked child: become the stage process and run its script as ``__main__``."""
+    import atexit
+    import io
+    import runpy
+    import traceback
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    conn.sendall(f"{os.getpid()}\n".encode())
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=os.isatty(1),
+                                  write_through=unbuffered)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, write_through=True,
+                                  errors="backslashreplace")
+    script = os.path.abspath(request["argv"][0])
+    sys.argv = [request["argv"][0], *request["argv"][1:]]
+    sys.path[0] = os.path.dirname(script)
+    code = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 -- report it as the interpreter would, then fail
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            conn.sendall(f"{code}\n".encode())
+        finally:
+            os._exit(code)
+
+
+def serve(path: Path) -> None:
+    """Import torch, then fork one child per request until idle for :data:`IDLE_S` seconds."""
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}")
+    server.bind(str(tmp))
+    os.chmod(tmp, 0o600)
+    inode = os.stat(tmp).st_ino
+    os.replace(tmp, path)  # atomically: a second server started at the same time takes over
+    server.listen(16)
+    server.settimeout(IDLE_S)
+    try:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                break
+            with conn:
+                conn.settimeout(10)
+                msg, ancdata, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(3 * array.array("i").itemsize))
+                fds = array.array("i")
+                for level, kind, data in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                while not msg.endswith(b"\n"):
+                    more = conn.recv(1 << 20)
+                    if not more:
+                        break
+                    msg += more
+                if len(fds) != 3 or not msg.endswith(b"\n"):
+                    for fd in fds:
+                        os.close(fd)
+                    continue
+                if os.fork() == 0:
+                    server.close()
+                    conn.settimeout(None)
+                    _child(conn, json.loads(msg), list(fds))
+                for fd in fds:
+                    os.close(fd)
+    finally:
+        try:
+            if os.stat(path).st_ino == inode:  # not replaced by a newer server
+                os.unlink(path)
+        except OSError:
+            pass
+        server.close()
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        serve(Path(sys.argv[2]))
+        return
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m advgen.warm SCRIPT [ARGS...]")
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
