@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-IDLE_S = 120.0
+IDLE_S = 30.0  # a long stage body outlasts it: the next stage then starts a new server (1.2 s once)
 #: Environment variables that change how torch sets itself up at import: a server only serves
 #: callers whose values match its own.
 IMPORT_ENV = ("PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED",
