@@ -6,7 +6,7 @@ Usage: ``python stages/attack.py <model>``. For each attack, writes per-example 
 (+ ``.png``: original, amplified perturbation, adversarial, predictions); the model's headline
 goes to ``reports/headline/attacks/<model>.json``, its cost to ``reports/cost/attacks/<model>.json``.
 One stage per model, not per attack: every attack imports the same code, so finer stages would
-cache nothing and each would pay the start-up of a process (about 3.5 s with DVC).
+cache nothing and each would pay the start-up of a stage (about 1 s with DVC and the warm runner).
 """
 from __future__ import annotations
 

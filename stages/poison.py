@@ -7,7 +7,7 @@ set, for scoring only) and ``reports/poison/<name>/`` (a summary and a PNG of cl
 poisoned examples).
 
 One stage for every config rather than a DVC foreach: poisoning takes 0.1 s per config (clean
-label ~20 s) against DVC's ~4 s per stage, and the train stages still rerun only for the
+label ~20 s) against about 1 s of DVC and start-up per stage, and the train stages still rerun only for the
 configs whose dataset changed (the others are rewritten byte for byte).
 """
 from __future__ import annotations

@@ -18,6 +18,12 @@ print("argv", sys.argv[1:], "cwd", os.path.basename(os.getcwd()), "env", os.envi
 print("pid", os.getpid(), "parent", os.getppid())
 if sys.argv[1] == "fail":
     raise RuntimeError("boom")
+if sys.argv[1] == "wait":
+    try:
+        print("waiting", flush=True)
+        import time; time.sleep(60)
+    finally:
+        print("cleaned up", flush=True)  # a finally block runs on Ctrl-C, as in a plain interpreter
 sys.exit(int(sys.argv[1]))
 """
 
@@ -48,6 +54,13 @@ def test_a_script_runs_in_a_forked_child_with_its_args_cwd_env_and_exit_status(t
         server_pid = parent
     failed = _run(tmp_path, env, "fail")
     assert failed.returncode == 1 and "RuntimeError: boom" in failed.stderr
+    # Ctrl-C of the command reaches the stage as KeyboardInterrupt: its finally blocks run
+    proc = subprocess.Popen([sys.executable, "-m", "advgen.warm", "script.py", "wait"], cwd=tmp_path,
+                            env={**env, "STAGE_VALUE": "x"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "waiting" in [proc.stdout.readline() for _ in range(3)][2]
+    proc.send_signal(2)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "cleaned up" in out and "KeyboardInterrupt" in err, (out, err)
     plain = _run(tmp_path, {**env, "ADVGEN_WARM": "0"}, "4")
     assert plain.returncode == 4 and f"parent {server_pid}" not in plain.stdout
     os.kill(server_pid, 15)

@@ -31,7 +31,7 @@ class Area:
     """One area: its name, its params module and its claims."""
 
     name: str
-    params: ModuleType  # SECTIONS: {section: dataclass}; check(cfgs): cross-section rules; PRODUCES (optional)
+    params: ModuleType  # SECTIONS: {section: dataclass}; check(cfgs): cross-section rules; PRODUCES, ENTRIES (optional)
     claims: Claims
 
 
@@ -74,4 +74,7 @@ def validate_params(params: dict[str, Any]) -> list[str]:
     """Check every key of params.yaml against every area's schema and cross-checks
     (see :func:`advgen.schema.validate_params`); returns the profiles checked."""
     producers = [schema.PRODUCES] + [a.params.PRODUCES for a in AREAS if hasattr(a.params, "PRODUCES")]
-    return schema.validate_params(params, sections(), [a.params.check for a in AREAS], producers)
+    entries = dict(schema.ENTRIES)
+    for a in AREAS:
+        entries.update(getattr(a.params, "ENTRIES", {}))
+    return schema.validate_params(params, sections(), [a.params.check for a in AREAS], producers, entries)

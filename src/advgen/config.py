@@ -1,7 +1,7 @@
 """Typed, validated configuration read from ``params.yaml``.
 
-Every stage reads one section of ``params.yaml`` into a dataclass (the schemas live in
-:mod:`advgen.schema`). Size-like keys, the dataclass fields marked ``field(metadata=PROFILE)``,
+Every stage reads one section of ``params.yaml`` into a dataclass (the schemas live in each
+area's ``params.py`` and :mod:`advgen.schema`). Size-like keys, the fields marked ``field(metadata=PROFILE)``,
 live under ``profiles.<profile>.<section>`` and are merged over the section, so one switch
 (``profile: smoke``) resizes the whole pipeline while the code stays the same.
 

@@ -140,8 +140,8 @@ class TrainConfig:
 SECTIONS: dict[str, type] = {"ingest": IngestConfig, "train": TrainConfig}
 #: (section, key) whose entries are the models the train stage produces
 PRODUCES = ("train", "models")
-#: dataclasses whose ``spec(name)`` validates one entry of this field (checked entry by entry)
-ENTRIES = {"train": "models", "defend": "defenses", "poison": "configs", "gan": "configs"}
+#: section -> its field whose entries ``spec(name)`` validates one by one (areas add theirs: ``ENTRIES``)
+ENTRIES = {"train": "models"}
 
 
 def dataset(params: dict[str, Any]) -> str:
@@ -194,12 +194,14 @@ Check = Callable[[dict[str, Any]], None]
 
 
 def validate_params(params: dict[str, Any], sections: dict[str, type], checks: Iterable[Check] = (),
-                    producers: Iterable[tuple[str, str]] = (PRODUCES,)) -> list[str]:
+                    producers: Iterable[tuple[str, str]] = (PRODUCES,),
+                    entries: dict[str, str] | None = None) -> list[str]:
     """Check every key of params.yaml against ``sections`` (name -> dataclass), for every profile.
 
     ``checks`` are the cross-section rules, each called with every section loaded
     (``{name: config}``) once all load; ``producers`` the (section, key) mappings whose entries
-    are models. Returns the profiles checked; raises ConfigError listing every problem found,
+    are models; ``entries`` the sections whose mapping field is checked entry by entry
+    (default: :data:`ENTRIES`). Returns the profiles checked; raises ConfigError listing every problem found,
     each with its full key. Unknown keys anywhere (a typo such as ``train.lrr`` or
     ``profiles.smoke.train.epoch``) are errors even though no stage reads them.
     """
@@ -234,7 +236,7 @@ def validate_params(params: dict[str, Any], sections: dict[str, type], checks: I
                             f"a profile holds some of {list(sections)}")
         cfgs = {name: attempt(lambda n=name, c=cls: load_section(c, params, n, profile))
                 for name, cls in sections.items()}
-        for name, key in ENTRIES.items():
+        for name, key in (ENTRIES if entries is None else entries).items():
             if cfgs.get(name) is not None:
                 for entry in sorted(getattr(cfgs[name], key)):
                     attempt(lambda c=cfgs[name], e=entry: c.spec(e))

@@ -146,6 +146,8 @@ class BackdoorDefenseConfig:
 
 
 SECTIONS: dict[str, type] = {"poison": PoisonConfig, "backdoor_defense": BackdoorDefenseConfig}
+#: section -> its field whose entries ``spec(name)`` validates one by one
+ENTRIES = {"poison": "configs"}
 
 
 def check_backdoors(train: TrainConfig, poison: PoisonConfig, bd: BackdoorDefenseConfig) -> None:

@@ -19,7 +19,7 @@ def _defended_by(c: dict, method: str) -> list[str]:
 @CLAIMS.evaluator("C9")
 def _c9(c: dict) -> Finding | None:
     eps, gain, alpha = 0.1, 0.10, 0.01  # the training eps
-    need = f"eps = {eps:g} in attack.eps_linf (the training eps of the defend stage)"
+    need = f"eps = {eps:g} in attack.defended.eps_linf (the training eps of the defend stage)"
     lecture = _defended_by(c, "fgsm")
     rob = {n: metrics(c, f"robustness/{n}") for n in lecture}
     rob = {n: m for n, m in rob.items() if m and "vs_base" in m}

@@ -139,6 +139,8 @@ class CertifyConfig:
 
 
 SECTIONS: dict[str, type] = {"defend": DefendConfig, "sanitize": SanitizeConfig, "certify": CertifyConfig}
+#: section -> its field whose entries ``spec(name)`` validates one by one
+ENTRIES = {"defend": "defenses"}
 #: (section, key) whose entries are models this area produces
 PRODUCES = ("defend", "defenses")
 

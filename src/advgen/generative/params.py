@@ -291,6 +291,8 @@ class DiffusionConfig:
 
 SECTIONS: dict[str, type] = {"gan": GANConfig, "autoencoder": AutoencoderConfig, "diffusion": DiffusionConfig,
                              "evaluate_generative": EvaluateGenerativeConfig}
+#: section -> its field whose entries ``spec(name)`` validates one by one
+ENTRIES = {"gan": "configs"}
 
 
 def check_generative(gan: GANConfig, ev: EvaluateGenerativeConfig, diff: DiffusionConfig,
