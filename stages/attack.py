@@ -57,7 +57,7 @@ def run_attack(model, model_name: str, attack: str, x_all: torch.Tensor, y_all: 
                "queries": res.queries, "grad_evals": res.grad_evals}
     if attack == "square":
         metrics["square"] = square_summary(
-            res.extra[f"queries_to_success@{cfg.square_eps:g}"], clean, eps=cfg.square_eps,
+            res.extra["queries_to_success"][cfg.square_eps], clean, eps=cfg.square_eps,
             budgets=cfg.square_budgets, n_queries=cfg.square_queries,
             queries_per_minute=cfg.queries_per_minute, window_minutes=cfg.window_minutes)
     out = Path("reports/attacks") / model_name

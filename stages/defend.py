@@ -47,7 +47,7 @@ def defend(params: dict, name: str) -> None:
     source = load_for_attack(base, device) if spec.method == "augment" else None
     model = build_model(base_spec.arch, tuple(xtr.shape[1:]), data.num_classes, generator=gen, **base_spec.arch_kwargs)
     lr = base_spec.lr or train_cfg.lr
-    result = train_defense(spec.config(), model, (xtr, ytr), (xte, yte), monitor, source=source, epochs=cfg.epochs,
+    result = train_defense(spec, model, (xtr, ytr), (xte, yte), monitor, source=source, epochs=cfg.epochs,
                            batch_size=cfg.batch_size, lr=lr, weight_decay=train_cfg.weight_decay,
                            num_classes=data.num_classes, generator=gen, device=device,
                            monitor_steps=cfg.monitor_steps, monitor_drop=cfg.monitor_drop,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from advgen.attacks.pgd import PGD
 from advgen.defenses.adversarial import FastTraining, TRADESLoss, adversarial_augmentation
 from advgen.defenses.monitor import OverfitMonitor
+from advgen.defenses.params import DefenseSpec
 from advgen.defenses.training import make_loss, train_defense
 from advgen.evaluation import predict
 from advgen.models import build_model, load_model, save_model
@@ -29,7 +30,7 @@ CONFIGS = {
 def _train(config, data, source=None, epochs=6, seed=0):
     (x, y), (xt, yt) = data
     model = build_model("cnn", (1, 8, 8), 10, generator=torch.Generator().manual_seed(seed), width=16, dropout=0.0)
-    res = train_defense(config, model, (x, y), (xt, yt), (x[:128], y[:128]), source=source, epochs=epochs,
+    res = train_defense(DefenseSpec(**config), model, (x, y), (xt, yt), (x[:128], y[:128]), source=source, epochs=epochs,
                         batch_size=64, lr=3e-3, weight_decay=0.0, num_classes=10,
                         generator=torch.Generator().manual_seed(seed), device=torch.device("cpu"),
                         monitor_steps=5, monitor_drop=0.2, stop_on_collapse=False)
@@ -97,7 +98,7 @@ def test_grad_eval_counts_follow_the_methods_costs():
                 "gaussian": 32}
     for method, cost in expected.items():
         cfg = CONFIGS.get(method, {"method": "gaussian", "sigma": 0.1})
-        loss_fn = make_loss(cfg, g)
+        loss_fn = make_loss(DefenseSpec(**cfg), g)
         loss, logits = loss_fn(model, model, x, y)
         assert loss.requires_grad and logits.shape == (32, 10)
         assert loss_fn.grad_evals == cost, method
@@ -107,12 +108,12 @@ def test_fgsm_training_is_the_two_term_loss():
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
     model = build_model("cnn", (1, 8, 8), 10, generator=torch.Generator().manual_seed(0), width=8, dropout=0.0)
     model.eval()  # no batch statistics: the loss of the joint batch splits exactly
-    loss_fn = make_loss({"method": "fgsm", "eps": 0.1, "alpha": 0.3}, torch.Generator())
+    loss_fn = make_loss(DefenseSpec("fgsm", eps=0.1, alpha=0.3), torch.Generator())
     adv = loss_fn.craft(model, x, y)
     model.eval()
     with torch.no_grad():
         want = 0.3 * F.cross_entropy(model(x), y) + 0.7 * F.cross_entropy(model(adv), y)
-    loss_fn2 = make_loss({"method": "fgsm", "eps": 0.1, "alpha": 0.3}, torch.Generator())
+    loss_fn2 = make_loss(DefenseSpec("fgsm", eps=0.1, alpha=0.3), torch.Generator())
     got, _ = loss_fn2(_Frozen(model), model, x, y)
     assert abs(float(got) - float(want)) < 1e-5
     assert float((adv - x).abs().max()) <= 0.1 + 1e-6
@@ -216,7 +217,7 @@ def test_inner_attacks_leave_batchnorm_statistics_alone_and_train_mode_on(method
     model = build_model("cnn", (1, 8, 8), 10, generator=torch.Generator().manual_seed(0), width=8)
     bn = model.features[1]
     before = bn.running_mean.clone()
-    loss_fn = make_loss(CONFIGS[method], torch.Generator().manual_seed(0))
+    loss_fn = make_loss(DefenseSpec(**CONFIGS[method]), torch.Generator().manual_seed(0))
     model.train()
     if method == "trades":
         loss_fn.craft(model, x)

@@ -103,7 +103,7 @@ def sweep(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_lis
         correct.append(torch.cat(hits))
         max_norm.append(worst)
         if q_first:
-            extra[f"queries_to_success@{eps:g}"] = torch.cat(q_first).tolist()
+            extra.setdefault("queries_to_success", {})[eps] = torch.cat(q_first).tolist()  # by eps
     return SweepResult(list(eps_list), torch.stack(correct), shown, show_eps, queries, grads,
                        time.perf_counter() - start, max_norm, extra)
 

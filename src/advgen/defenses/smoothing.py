@@ -403,11 +403,12 @@ def evaluate_smoothing(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma
                                         cfg.alpha, generator, cfg.batch_size)  # (n_eps, N)
     log(f"PGD-L2 (EOT {cfg.eot}, {cfg.pgd_steps} steps) + PREDICT (n={cfg.n_predict}) at eps {eps_list}: "
         f"{time.perf_counter() - start:.1f}s")
-    emp = {f"{e:g}": accuracy_ci(emp_pred[i] == yc) for i, e in enumerate(eps_list)}
+    emp_by_eps = [(e, accuracy_ci(emp_pred[i] == yc)) for i, e in enumerate(eps_list)]  # by value
+    emp = {f"{e:g}": v for e, v in emp_by_eps}  # the metrics file's keys
     checks = [certificate_check(certified_correct(pred, radius, yc, r), emp_pred[i + 1] == yc,
                                 emp_pred[i + 1] == ABSTAIN, r=r) for i, r in enumerate(radii)]
     grid = radius_grid(radii)
-    emp_at = {round(e, 9): emp[f"{e:g}"]["accuracy"] for e in eps_list}
+    emp_at = {round(e, 9): v["accuracy"] for e, v in emp_by_eps}
     curve = [{"radius": r, "certified": float(certified_correct(pred, radius, yc, r).float().mean()),
               "empirical": emp_at.get(round(r, 9))} for r in grid]
     return {

@@ -17,26 +17,27 @@ from .adversarial import (
     adversarial_augmentation,
 )
 from .monitor import OverfitMonitor
+from .params import DefenseSpec
 
 #: methods whose models are trained against an L-inf attack (and so get the overfitting monitor)
 ADVERSARIAL = ("augment", "fgsm", "fgsm_rs", "pgd", "trades")
 
 
-def make_loss(config: dict[str, Any], generator: torch.Generator) -> BatchLoss:
-    """The per-batch loss of a defense config (``DefenseSpec.config()``: ``method`` plus its keys)."""
-    method = config["method"]
+def make_loss(spec: DefenseSpec, generator: torch.Generator) -> BatchLoss:
+    """The per-batch loss of a defense (one entry of ``defend.defenses``)."""
+    method = spec.method
     if method == "augment":
         return BatchLoss()  # the augmented data do the work
     if method == "fgsm":
-        return FGSMTraining(config["eps"], config["alpha"])
+        return FGSMTraining(spec.eps, spec.alpha)
     if method == "fgsm_rs":
-        return FastTraining(config["eps"], config["step"], generator)
+        return FastTraining(spec.eps, spec.step, generator)
     if method == "pgd":
-        return PGDTraining(config["eps"], config["steps"], config["step"], generator)
+        return PGDTraining(spec.eps, spec.steps, spec.step, generator)
     if method == "trades":
-        return TRADESLoss(config["eps"], config["steps"], config["step"], config["beta"], generator)
+        return TRADESLoss(spec.eps, spec.steps, spec.step, spec.beta, generator)
     if method == "gaussian":
-        return GaussianNoiseTraining(config["sigma"], generator)
+        return GaussianNoiseTraining(spec.sigma, generator)
     raise ValueError(f"unknown defense method {method!r}")
 
 
@@ -49,12 +50,12 @@ class DefenseResult:
     extra: dict = field(default_factory=dict)
 
 
-def train_defense(config: dict[str, Any], model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
+def train_defense(spec: DefenseSpec, model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                   test: tuple[torch.Tensor, torch.Tensor], monitor_set: tuple[torch.Tensor, torch.Tensor] | None, *,
                   source: nn.Module | None, epochs: int, batch_size: int, lr: float, weight_decay: float,
                   num_classes: int, generator: torch.Generator, device: torch.device, monitor_steps: int,
                   monitor_drop: float, stop_on_collapse: bool) -> DefenseResult:
-    """Train ``model`` (freshly initialised) with the defense ``config``.
+    """Train ``model`` (freshly initialised) with the defense ``spec``.
 
     ``train``/``test``: (x (N, C, H, W) in [0, 1], y (N,)). ``source``: the trained model whose
     FGSM examples ``augment`` adds (frozen). ``monitor_set``: the fixed training subset of the
@@ -62,13 +63,13 @@ def train_defense(config: dict[str, Any], model: nn.Module, train: tuple[torch.T
     (:class:`OverfitMonitor`, PGD-``monitor_steps`` at the training eps). Random starts, noise,
     batch order and dropout all come from ``generator``.
     """
-    method = config["method"]
+    method = spec.method
     extra: dict[str, Any] = {}
     crafting = 0
     if method == "augment":
         if source is None:
             raise ValueError("augment needs the source model whose FGSM examples it adds")
-        x, y, stats = adversarial_augmentation(source.to(device), train[0].to(device), train[1].to(device), config["eps"])
+        x, y, stats = adversarial_augmentation(source.to(device), train[0].to(device), train[1].to(device), spec.eps)
         train, crafting = (x.cpu(), y.cpu()), stats["grad_evals"]
         extra["source_fooled_rate"] = stats["source_fooled_rate"]
         extra["n_train_augmented"] = len(y)
@@ -77,10 +78,10 @@ def train_defense(config: dict[str, Any], model: nn.Module, train: tuple[torch.T
     monitor = None
     if method in ADVERSARIAL and monitor_set is not None:
         mon_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-        monitor = OverfitMonitor(*monitor_set, eps=config["eps"], steps=monitor_steps, drop=monitor_drop,
+        monitor = OverfitMonitor(*monitor_set, eps=spec.eps, steps=monitor_steps, drop=monitor_drop,
                                  stop=stop_on_collapse, generator=mon_gen)
     result = fit(model, train, test, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                 num_classes=num_classes, generator=generator, device=device, loss_fn=make_loss(config, loss_gen),
+                 num_classes=num_classes, generator=generator, device=device, loss_fn=make_loss(spec, loss_gen),
                  after_epoch=monitor)
     return DefenseResult(result, result.grad_evals + crafting, monitor.grad_evals if monitor else 0,
                          monitor.collapse_epoch if monitor else None, extra)
