@@ -37,7 +37,8 @@ clean:
 # machine the other core stays free. Results are cached in mutants/ (delete it for a fresh run).
 MUTATE_SCOPE := 'advgen.stats.*' 'advgen.metrics.*' 'advgen.generative.scores.*' \
 	'advgen.backdoors.poison.*' 'advgen.attacks.fgsm.*' 'advgen.attacks.base.*' \
-	'advgen.schema.*' 'advgen.attacks.params.*' \
+	'advgen.schema.*' 'advgen.attacks.params.*' 'advgen.defenses.params.*' 'advgen.backdoors.params.*' \
+	'advgen.generative.params.*' \
 	$(foreach f,sigma_of _check _noisy_batches sample_counts _top_two predict lower_confidence_bound certify \
 	  certified_correct certified_accuracy certificate_check radius_grid,'advgen.defenses.smoothing.x_$(f)__mutmut_*')
 
