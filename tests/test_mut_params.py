@@ -403,39 +403,7 @@ CASES = [
 ]
 
 
-def _load(target: str, params: dict):
-    if target == "common":
-        return load_common(params)
-    if target == "ingest":
-        return load_section(IngestConfig, params, "ingest")
-    if target in ("train", "model"):
-        train = load_section(TrainConfig, params, "train")
-        return train.spec("cnn") if target == "model" else train
-    other = {"transfer": TransferConfig, "forge": ForgeConfig, "patch": PatchConfig, "dimension": DimensionConfig}
-    return load_section(other.get(target, AttackConfig), params, target if target in other else "attack")
-
-
-def _with(path: tuple, value) -> dict:
-    params = copy.deepcopy(PARAMS)
-    node = params
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-    node[path[-1]] = value
-    return params
-
-
-@pytest.mark.parametrize(
-    "target, path, bad, good, message", CASES, ids=[f"{'.'.join(map(str, c[1]))}={c[2]!r}" for c in CASES]
-)
-def test_a_value_just_outside_is_refused_by_name_and_the_edge_is_accepted(target, path, bad, good, message):
-    with pytest.raises(ConfigError) as exc:
-        _load(target, _with(path, bad))
-    assert str(exc.value) == message
-    _load(target, _with(path, good))
-
-
-# The defenses and backdoors areas: (target, path, bad, good, message); None removes the key.
-# A target "defspec:<name>" / "pspec:<name>" is one entry of defend.defenses / poison.configs.
+# The defenses and backdoors areas (a bad or good value None removes the key).
 CASES2 = [
     (
         "defspec:cnn_fgsm_at",
@@ -881,43 +849,7 @@ CASES2 = [
 ]
 
 
-def _load_area(target: str, params: dict):
-    kind, _, name = target.partition(":")
-    if kind == "defspec":
-        return load_section(DefendConfig, params, "defend").spec(name)
-    if kind == "pspec":
-        return load_section(PoisonConfig, params, "poison").spec(name)
-    cls, section = {
-        "defend": (DefendConfig, "defend"),
-        "sanitize": (SanitizeConfig, "sanitize"),
-        "certify": (CertifyConfig, "certify"),
-        "poison": (PoisonConfig, "poison"),
-        "bdd": (BackdoorDefenseConfig, "backdoor_defense"),
-    }[kind]
-    return load_section(cls, params, section)
-
-
-def _with_or_without(path: tuple, value) -> dict:
-    params = _with(path, value)
-    if value is None:
-        node = params
-        for key in path[:-1]:
-            node = node[key]
-        del node[path[-1]]
-    return params
-
-
-@pytest.mark.parametrize(
-    "target, path, bad, good, message", CASES2, ids=[f"{'.'.join(map(str, c[1]))}={c[2]!r}" for c in CASES2]
-)
-def test_defense_and_backdoor_rules_refuse_just_outside_and_accept_the_edge(target, path, bad, good, message):
-    with pytest.raises(ConfigError) as exc:
-        _load_area(target, _with_or_without(path, bad))
-    assert str(exc.value) == message
-    _load_area(target, _with_or_without(path, good))
-
-
-# The generative area: "gspec:<name>" / "dspec:<name>" is one entry of gan.configs / diffusion.configs.
+# The generative area.
 CASES3 = [
     (
         "gspec:nonsat",
@@ -1439,26 +1371,65 @@ CASES3 = [
 ]
 
 
-def _load_generative(target: str, params: dict):
+#: target -> (dataclass, section); "<kind>:<name>" (and "model", train.models.cnn) is one entry of
+#: the section, validated by its ``spec(name)``
+TARGETS = {
+    "ingest": (IngestConfig, "ingest"),
+    "train": (TrainConfig, "train"),
+    "model": (TrainConfig, "train"),
+    "attack": (AttackConfig, "attack"),
+    "transfer": (TransferConfig, "transfer"),
+    "forge": (ForgeConfig, "forge"),
+    "patch": (PatchConfig, "patch"),
+    "dimension": (DimensionConfig, "dimension"),
+    "defend": (DefendConfig, "defend"),
+    "defspec": (DefendConfig, "defend"),
+    "sanitize": (SanitizeConfig, "sanitize"),
+    "certify": (CertifyConfig, "certify"),
+    "poison": (PoisonConfig, "poison"),
+    "pspec": (PoisonConfig, "poison"),
+    "bdd": (BackdoorDefenseConfig, "backdoor_defense"),
+    "gan": (GANConfig, "gan"),
+    "gspec": (GANConfig, "gan"),
+    "ev": (EvaluateGenerativeConfig, "evaluate_generative"),
+    "ae": (AutoencoderConfig, "autoencoder"),
+    "diff": (DiffusionConfig, "diffusion"),
+    "dspec": (DiffusionConfig, "diffusion"),
+}
+
+
+def _load(target: str, params: dict):
+    if target == "common":
+        return load_common(params)
     kind, _, name = target.partition(":")
-    if kind == "gspec":
-        return load_section(GANConfig, params, "gan").spec(name)
-    if kind == "dspec":
-        return load_section(DiffusionConfig, params, "diffusion").spec(name)
-    cls, section = {
-        "gan": (GANConfig, "gan"),
-        "ev": (EvaluateGenerativeConfig, "evaluate_generative"),
-        "ae": (AutoencoderConfig, "autoencoder"),
-        "diff": (DiffusionConfig, "diffusion"),
-    }[kind]
-    return load_section(cls, params, section)
+    cls, section = TARGETS[kind]
+    cfg = load_section(cls, params, section)
+    if kind == "model":
+        return cfg.spec("cnn")
+    return cfg.spec(name) if name else cfg
+
+
+def _with(path: tuple, value) -> dict:
+    """A copy of params.yaml with ``path`` set to ``value`` (None: the key removed)."""
+    params = copy.deepcopy(PARAMS)
+    node = params
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    if value is None:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
+    return params
+
+
+ALL = CASES + CASES2 + CASES3
 
 
 @pytest.mark.parametrize(
-    "target, path, bad, good, message", CASES3, ids=[f"{'.'.join(map(str, c[1]))}={c[2]!r}" for c in CASES3]
+    "target, path, bad, good, message", ALL, ids=[f"{'.'.join(map(str, c[1]))}={c[2]!r}" for c in ALL]
 )
-def test_generative_rules_refuse_just_outside_and_accept_the_edge(target, path, bad, good, message):
+def test_a_value_just_outside_is_refused_by_name_and_the_edge_is_accepted(target, path, bad, good, message):
     with pytest.raises(ConfigError) as exc:
-        _load_generative(target, _with_or_without(path, bad))
+        _load(target, _with(path, bad))
     assert str(exc.value) == message
-    _load_generative(target, _with_or_without(path, good))
+    _load(target, _with(path, good))
