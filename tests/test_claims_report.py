@@ -163,13 +163,44 @@ def test_markdown_summary_keeps_claims_and_sanity_checks(tmp_path):
     assert "| cnn | pgd_le_fgsm | pass | never above FGSM |" in md
     assert "| cnn | converged[apgd_ce]@0.05 | **FAIL** | stronger budget drops 2.0 points |" in md
     assert "- cnn: FGSM is not monotone" in md
-    assert "| 1 | cnn | 90.0 [85.0, 93.0] | 90.0 [83.0, 94.0] | 30.0 [22.0, 40.0] |" in md  # the leaderboard
+    assert "| 1 | cnn | 100 | 0.05 | 90.0 [85.0, 93.0] | 90.0 [83.0, 94.0] | 30.0 | 30.0 [22.0, 40.0] |" in md  # the leaderboard
     assert "sanity_checks_failed" not in r.headline  # robustness's headline has it
     assert not r.figures and "figures/" not in md  # no TSVs, no plots
     # the same document in HTML: the failure is highlighted, verdicts coloured, the claims table has its id
     assert '<td class="fail"><strong>FAIL</strong></td>' in r.html and '<td class="pass">pass</td>' in r.html
     assert '<table id="claims">' in r.html and '<td class="supported"><strong>supported</strong></td>' in r.html
     assert r.html.count("<tr>") - r.html.count("<thead><tr>") >= 18
+
+
+def test_leaderboard_ranks_on_the_grid_every_model_shares_and_labels_each_row(tmp_path):
+    """A defended model evaluated on fewer eps and images is ranked on the eps both grids hold,
+    its row names its grid and n, its test accuracy comes from the defend stage, and an eps it
+    was not evaluated at shows as missing, not as an empty (or zero) cell."""
+    base = _rob_metrics([])
+    base["linf"]["worst_case"] = {"0": 0.9, "0.05": 0.3, "0.1": 0.0, "0.2": 0.0}
+    base["linf_ci95"]["worst_case"] = {e: [0.0, 1.0] for e in base["linf"]["worst_case"]}
+    defended = {**_rob_metrics([]), "n": 50}
+    defended["linf"]["worst_case"] = {"0": 0.8, "0.05": 0.6, "0.1": 0.4}
+    defended["linf_ci95"]["worst_case"] = {e: [0.0, 1.0] for e in defended["linf"]["worst_case"]}
+    _write(tmp_path / "train" / "cnn" / "metrics.json", _train_metrics("cnn"))
+    _write(tmp_path / "robustness" / "cnn" / "metrics.json", base)
+    _write(tmp_path / "robustness" / "cnn_pgd_at" / "metrics.json", defended)
+    defend = json.loads((ROOT / "reports/defend/cnn_pgd_at/metrics.json").read_text())  # the committed run's
+    _write(tmp_path / "defend" / "cnn_pgd_at" / "metrics.json",
+           {**defend, "test_accuracy": 0.8, "test_accuracy_ci95": [0.79, 0.81]})
+    md = _report(tmp_path).markdown
+    table = md[md.index("| rank | model |"):].split("\n\n")[0]
+    assert table.splitlines()[0] == ("| rank | model | n | eps grid | test acc % | clean % | mean worst % | worst @0.05 "
+                                     "| worst @0.1 | worst @0.2 |")
+    assert "| 1 | cnn_pgd_at | 50 | 0.05, 0.1 | 80.0 [79.0, 81.0] | 90.0 [83.0, 94.0] | 50.0 | 60.0 [0.0, 100.0] " \
+           "| 40.0 [0.0, 100.0] | — |" in table
+    assert "| 2 | cnn | 100 | 0.05, 0.1, 0.2 | 90.0 [85.0, 93.0] | 90.0 [83.0, 94.0] | 15.0 |" in table
+    assert "over the eps every model was evaluated at (0.05, 0.1)" in md
+
+
+def test_html_table_cells_render_inline_code(tmp_path):
+    page = to_html("t", [Section("s", [Table(["a"], [["defend stage: `cnn_fgsm_at` <b>"]])])])
+    assert "<td>defend stage: <code>cnn_fgsm_at</code> &lt;b&gt;</td>" in page and "`" not in page
 
 
 def test_html_escapes_every_string_from_data(tmp_path):
@@ -434,3 +465,16 @@ def test_diffusion_claims_follow_their_criteria():
     del c["generative"]["metrics"]["diffusion"]["linear"]["sweep_ddim50_eta0"]
     row = {r["id"]: r for r in _table(c)}["C16"]
     assert row["verdict"] == "not_measured" and "lacks DDIM-50" in row["measured"]
+
+
+def test_leaderboard_on_one_grid_says_nothing_of_grids_and_ranks_an_empty_model_last(tmp_path):
+    a, b = _rob_metrics([]), _rob_metrics([])
+    b["linf"]["worst_case"] = {"0": 0.9}  # evaluated at no eps > 0
+    _write(tmp_path / "robustness" / "aa" / "metrics.json", b)
+    _write(tmp_path / "robustness" / "zz" / "metrics.json", a)
+    md = _report(tmp_path).markdown
+    assert "over the eps every model was evaluated at (0.05)" in md  # the empty model does not empty it
+    assert "different grids" in md  # the two grids differ
+    assert md.index("| 1 | zz |") < md.index("| 2 | aa | 100 | — |")
+    _write(tmp_path / "robustness" / "aa" / "metrics.json", a)
+    assert "different grids" not in _report(tmp_path).markdown

@@ -41,7 +41,7 @@ def _gan_pair_and_step(loss: str):
     from advgen.generative.models import build_pair
 
     # D without BatchNorm: with it, each rank normalises over its own share of the batch (as DDP
-    # without SyncBatchNorm does), which is not the whole batch's step; the README says so
+    # without SyncBatchNorm does), which is not the whole batch's step; docs/pipeline.md (Scale-out) says so
     g, d = build_pair(8, 1, 8, torch.Generator().manual_seed(0), "none")
     g.eval()  # BatchNorm on its running statistics: a sample's output does not depend on its batch-mates
     step = GANStep(g, d, loss, torch.optim.SGD(g.parameters(), 0.1), torch.optim.SGD(d.parameters(), 0.1),

@@ -11,6 +11,7 @@ import yaml
 from advgen.sources import closure, digest
 from tests.conftest import ROOT
 
+
 def source_closure(script: Path) -> set[str]:
     return set(closure(script, ROOT))
 
@@ -148,3 +149,26 @@ def test_single_stages_depend_on_exactly_the_models_they_load(stage):
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
     assert "models" not in deps
     assert sorted(d for d in deps if d.startswith("models/")) == sorted(f"models/{m}" for m in params[stage]["models"])
+
+
+def test_lock_lists_each_dependency_once():
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    twice = {name: sorted({d["path"] for d in st.get("deps", []) if [e["path"] for e in st["deps"]].count(d["path"]) > 1})
+             for name, st in lock["stages"].items()}
+    assert not {n: t for n, t in twice.items() if t}
+
+
+def test_a_stage_of_one_model_that_tracks_the_whole_list_names_it_own():
+    """A foreach stage tracking a params key that holds its own items' list (``attack@`` tracks
+    ``attack``, which holds ``attack.models``) declares ``own:`` for that list; otherwise adding
+    a model would make every stage of the foreach stale."""
+    checked = []
+    for name, stage in _stages():
+        if "foreach" not in stage:
+            continue
+        listed = stage["foreach"].removeprefix("${").removesuffix("}")
+        tracked = stage["do"]["meta"]["params"]
+        covers = any(listed == k or listed.startswith(k + ".") for k in tracked)
+        assert stage["do"]["meta"].get("own") == (listed if covers else None), name
+        checked += [name] if covers else []
+    assert sorted(checked) == ["attack", "backdoor_defense", "certify", "robustness"]

@@ -504,3 +504,42 @@ def test_recovery_after_a_failed_ingest(repo: Path, tmp_path):
     assert {p.name: p.read_bytes() for p in prepared.iterdir()} == before
     provenance = json.loads((repo / "reports/ingest/provenance.json").read_text())
     assert provenance["mirrors"] == [str(corrupt), str(FMNIST_LOCAL)]
+
+
+def test_adding_or_removing_a_model_stales_only_its_own_stages(repo: Path):
+    """A stage of one model tracks its own entry of the models list (dvc.yaml's `own:`): a new
+    trained model and a new defended model make only their own stages stale (the report follows
+    once they have run); dropping a model from the leaderboard or the backdoor table none."""
+    from tests.test_schema import _own_edits
+
+    params = repo / "params.yaml"
+    text = params.read_text()
+    params.write_text(_own_edits(text))
+    assert stale(repo) == {"train@cnn_wide", "attack@cnn_wide", "robustness@cnn_wide", "defend@cnn_gaussian_b",
+                           "attack@cnn_gaussian_b", "robustness@cnn_gaussian_b", "certify@cnn_gaussian_b"}
+    params.write_text(text)
+    assert stale(repo) == set()
+
+
+def test_a_model_trained_elsewhere_is_imported_and_ranked(repo: Path):
+    """`cnn`'s weights brought back as a user's folder (safetensors + JSON): only the new model's
+    stages run, and its robustness is exactly `cnn`'s (same weights, same images)."""
+    folder = repo / "weights/my_cnn"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes((repo / "models/cnn/model.safetensors").read_bytes())
+    (folder / "model.json").write_text(json.dumps({"arch": "cnn", "claimed_accuracy": 0.6, "source": "the smoke cnn"}))
+    params = repo / "params.yaml"
+    text = params.read_text()
+    edit_params(repo, "imports:\n  models: {}", "imports:\n  models: {my_cnn: {path: weights/my_cnn}}")
+    edit_params(repo, "  models: [logreg, cnn, resnet,", "  models: [logreg, cnn, my_cnn, resnet,")
+    assert stale(repo) == {"import_model@my_cnn", "attack@my_cnn", "robustness@my_cnn"}
+    assert ran(dvc(repo, "repro")) == {VALIDATE, "import_model@my_cnn", "attack@my_cnn", "robustness@my_cnn", "report"}
+    mine, cnn = (json.loads((repo / f"reports/robustness/{m}/metrics.json").read_text()) for m in ("my_cnn", "cnn"))
+    assert mine["linf"] == cnn["linf"] and mine["n"] == cnn["n"]
+    imported = json.loads((repo / "reports/imports/my_cnn/metrics.json").read_text())
+    assert imported["n_test"] == 10000 and imported["claimed_accuracy"] == 0.6 and 0.5 < imported["test_accuracy"] < 0.7
+    assert load_model(repo / "models/my_cnn").sidecar["imported"]["source"] == "the smoke cnn"
+    summary = (repo / "reports/summary.md").read_text()
+    assert re.search(rf"^\| \d+ \| my_cnn \| {cnn['n']} \| ", summary, re.M)  # a leaderboard row
+    params.write_text(text)
+    assert stale(repo) == set()

@@ -187,3 +187,17 @@ def test_data_is_escaped_in_the_page(browser, tmp_path):
     assert "attacks/%22quote%27%26amp/fgsm.png" in srcs
     assert sum(s.startswith("figures/robustness_") for s in srcs) == n_models + 2  # with the two odd names
     assert r.table_rows == 19
+
+
+def test_screenshot_command_records_the_page_it_shows(browser, tmp_path):
+    import hashlib
+
+    from advgen.cli import main
+
+    page = tmp_path / "index.html"
+    page.write_text(to_html("t", [Section("Claims", [Table(["id"], [["C1"]], id="claims")])]))
+    png = tmp_path / "shots" / "index.png"
+    main(["screenshot", str(page), str(png), "--max-height", "300"])
+    assert png.read_bytes()[:4] == b"\x89PNG" and _png_size(png.read_bytes())[1] <= 300
+    recorded = json.loads(png.with_suffix(".json").read_text())
+    assert recorded == {"page": str(page), "page_sha256": hashlib.sha256(page.read_bytes()).hexdigest()}

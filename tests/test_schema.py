@@ -54,7 +54,11 @@ def test_unknown_keys_anywhere_fail_with_their_full_path(edit, key):
     (lambda p: p["train"]["models"].update(foo={"arch": "vit", "data": "prepared"}), "'train.models.foo.arch' must be one of"),
     (lambda p: p["train"].update(lr=-1), "'train.lr' must be > 0, found -1"),
     (lambda p: p["profiles"]["smoke"]["train"].pop("epochs"), "missing key 'profiles.smoke.train.epochs'"),
-    (lambda p: p["train"].update(epochs=3), "'train.epochs' is size-like: remove it from 'train' (it is set in 'profiles.default.train')"),
+    (lambda p: p["train"].update(epochs=3), "'train.epochs' is size-like: remove it from 'train' and set it in each profile"),
+    (lambda p: p["train"].update(lrr=3), "'train' accepts ['lr', 'models', 'nproc', 'weight_decay'] (its size-like keys "
+                                         "['batch_size', 'epochs', 'n_test', 'n_train'] go in each profile"),
+    (lambda p: p["profiles"]["smoke"]["train"].update(epoch=1),
+     "unknown key 'profiles.smoke.train.epoch'; 'profiles.smoke.train' accepts the size-like keys ['batch_size', 'epochs',"),
     (lambda p: p["profiles"]["smoke"]["train"].update(lr=0.1), "'profiles.smoke.train.lr' is not a size-like key: remove it from the profile"),
     (lambda p: p["profiles"]["smoke"]["patch"].update(lr=0.1), "'profiles.smoke.patch.lr' is not a size-like key"),
     (lambda p: p["train"]["models"]["cnn"].update(arch_kwargs={"widht": 8}), "'train.models.cnn.arch_kwargs' has unknown key(s) ['widht']; cnn accepts"),
@@ -62,6 +66,19 @@ def test_unknown_keys_anywhere_fail_with_their_full_path(edit, key):
     (lambda p: p["attack"]["attacks"].append("fgsm"), "'attack.attacks' names an attack twice"),
     (lambda p: p["attack"]["models"].append("cnn"), "'attack.models' names ['cnn'] more than once"),
     (lambda p: p.update(profile="fast"), "'profile' = 'fast' is not defined; expected one of ['default', 'smoke']"),
+    (lambda p: p["imports"]["models"].update(x={"path": "/home/me/w"}), "'imports.models.x.path' must be a folder inside the repository"),
+    (lambda p: p["imports"]["models"].update(x={"path": "../w"}), "'imports.models.x.path' must be a folder inside the repository"),
+    (lambda p: p["imports"]["models"].update(x={"path": "."}), "'imports.models.x.path' must be a folder inside"),
+    (lambda p: p["imports"]["models"].update(x={"path": "weights/.."}), "'imports.models.x.path' must be a folder inside"),
+    (lambda p: p["imports"]["models"].update(x={"path": "~/w"}), "'imports.models.x.path' must be a folder inside"),
+    (lambda p: p["imports"]["models"].update(x={"path": ""}), "'imports.models.x.path' must be a folder inside"),
+    (lambda p: p["profiles"]["smoke"].update(imports={"n": 1}), "'profiles.smoke.imports' takes no keys ('imports' has no size-like key)"),
+    (lambda p: (p["imports"]["models"].update(cnn={"path": "w"}), p["defend"]["defenses"].update(
+        logreg={"method": "gaussian", "sigma": 0.25})),
+     "['cnn'] named in both 'train.models' and 'imports.models'; ['logreg'] named in both 'train.models' and 'defend.defenses'"),
+    (lambda p: p["imports"]["models"].update(x={"path": "w", "arch": "cnn"}), "unknown key 'imports.models.x.arch'"),
+    (lambda p: p["imports"]["models"].update(cnn={"path": "w"}), "['cnn'] named in both 'train.models' and 'imports.models'"),
+    (lambda p: p["attack"]["models"].append("mine"), "'attack.models' names ['mine'], which are not models"),
 ])
 def test_errors_name_the_real_key(edit, needle):
     assert needle in _error(_with(edit))
@@ -70,10 +87,17 @@ def test_errors_name_the_real_key(edit, needle):
 def test_size_like_keys_live_in_the_profile_and_others_in_the_section():
     params = _with(lambda p: (p["profiles"]["smoke"]["train"].pop("epochs"), p["profiles"]["default"]["train"].pop("epochs"),
                               p["train"].update(epochs=2)))
-    assert "'train.epochs' is size-like: set it under 'profiles.default.train.epochs'" in _error(params)
+    assert "'train.epochs' is size-like: remove it from 'train' and set it in each profile, as " \
+           "'profiles.<profile>.train.epochs'" in _error(params)
     params = _with(lambda p: (p["train"].pop("nproc"), p["profiles"]["smoke"]["train"].update(nproc=1),
                               p["profiles"]["default"]["train"].update(nproc=1)))
-    assert "'profiles.default.train.nproc' is not a size-like key: set it in 'train.nproc'" in _error(params)
+    assert "'profiles.default.train.nproc' is not a size-like key: remove it from the profile (set it in 'train.nproc')" \
+        in _error(params)
+
+
+def test_a_misplaced_key_of_a_section_is_reported_once_not_once_per_profile():
+    msg = _error(_with(lambda p: p["train"].update(epochs=3)))
+    assert msg.count("'train.epochs' is size-like") == 1 and msg.startswith("params.yaml is not valid:")
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -94,11 +118,11 @@ def test_every_field_that_names_models_is_checked():
 
     SECTIONS = sections()
 
-    # backdoor_defense.models maps poisoned models to defenses (checked by _check_backdoors);
+    # train.models and imports.models produce models; backdoor_defense.models maps poisoned models to defenses (checked by _check_backdoors);
     # its reference names a model; evaluate_generative.models names generative models (checked
     # by _check_generative); the feature networks are classifiers
     named = [(s, f.name) for s, cls in SECTIONS.items() for f in __import__("dataclasses").fields(cls)
-             if f.name in ("model", "models") and s not in ("train", "backdoor_defense", "evaluate_generative")]
+             if f.name in ("model", "models") and s not in ("train", "imports", "backdoor_defense", "evaluate_generative")]
     named += [("backdoor_defense", "reference"), ("gan", "feature_model"), ("diffusion", "feature_model"),
               ("evaluate_generative", "feature_model")]
     assert sorted(model_fields(SECTIONS)) == sorted(named) and len(named) == 12
@@ -128,9 +152,9 @@ def test_load_config_uses_the_requested_profile():
 
 
 def test_schema_names_match_the_registries():
+    from advgen.attacks.robustness import ATTACKS
     from advgen.data import DATASETS
     from advgen.models import ARCHS
-    from advgen.attacks.robustness import ATTACKS
 
     assert ARCH_NAMES == tuple(sorted(ARCHS))
     assert ATTACK_NAMES == tuple(sorted(ATTACKS))
@@ -238,3 +262,77 @@ def test_defended_models_get_their_evaluation_overrides():
     assert std.eps_linf == PARAMS["attack"]["eps_linf"] and not std.square_sweep
     assert dfd.eps_linf == PARAMS["attack"]["defended"]["eps_linf"] and dfd.square_sweep
     assert dfd.n_eval == PARAMS["profiles"]["default"]["attack"]["defended_sizes"]["n_eval"]
+
+
+def _own_edits(text: str) -> str:
+    """params.yaml with a model added (trained and defended), one dropped from the leaderboard and
+    one poisoned model's defenses removed."""
+    text = text.replace("    cnn: {arch: cnn, data: prepared}\n",
+                        "    cnn: {arch: cnn, data: prepared}\n    cnn_wide: {arch: cnn, data: prepared, seed: 2}\n", 1)
+    text = text.replace("    cnn_gaussian: {method: gaussian, sigma: 0.25}",
+                        "    cnn_gaussian: {method: gaussian, sigma: 0.25}\n    cnn_gaussian_b: {method: gaussian, sigma: 0.5}", 1)
+    text = text.replace("  models: [logreg, cnn, resnet, cnn_augment,", "  models: [logreg, cnn, cnn_wide, resnet,", 1)
+    text = text.replace("cnn_trades, cnn_gaussian]", "cnn_trades, cnn_gaussian, cnn_gaussian_b]", 1)
+    text = text.replace("  models: [cnn_gaussian]\n", "  models: [cnn_gaussian, cnn_gaussian_b]\n", 1)
+    return text.replace("    badnets_05: []\n", "", 1)
+
+
+def test_an_imported_model_is_a_model_every_section_may_name():
+    from advgen.areas import validate_params
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["imports"]["models"]["mine"] = {"path": "weights/mine"}
+    params["attack"]["models"].append("mine")
+    params["transfer"]["models"].append("mine")
+    validate_params(params)
+
+
+def test_adding_a_model_changes_only_its_own_stages_params(tmp_path):
+    """A stage of one model tracks its own entry of the models list, not the list: adding a model
+    (trained or defended) adds its stages' files and changes no other file; removing one removes
+    its files only."""
+    good = (ROOT / "params.yaml").read_text()
+    edited = _own_edits(good)
+    assert edited.count("cnn_wide") == 2 and "cnn_augment, cnn_fgsm_at" not in edited and "badnets_05: []" not in edited
+    _validate_stage(tmp_path, good)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "reports/params").iterdir()}
+    proc = _validate_stage(tmp_path, edited)
+    assert "exit" not in proc.stdout, proc.stderr
+    after = {p.name: p.read_bytes() for p in (tmp_path / "reports/params").iterdir()}
+    assert sorted(set(after) - set(before)) == [
+        "attack@cnn_gaussian_b.json", "attack@cnn_wide.json", "certify@cnn_gaussian_b.json",
+        "defend@cnn_gaussian_b.json", "robustness@cnn_gaussian_b.json", "robustness@cnn_wide.json",
+        "train@cnn_wide.json"]
+    assert sorted(set(before) - set(after)) == [
+        "attack@cnn_augment.json", "backdoor_defense@badnets_05.json", "robustness@cnn_augment.json"]
+    assert [n for n in set(before) & set(after) if before[n] != after[n]] == []
+    own = json.loads(after["attack@cnn_wide.json"])
+    assert own["@own"] == "attack.models" and own["attack"]["models"] == ["cnn_wide"]
+    assert json.loads(after["backdoor_defense@badnets_1.json"])["backdoor_defense"]["models"] == {
+        "badnets_1": ["spectral", "clustering", "strip", "fine_pruning", "fine_tuning"]}
+
+
+def test_a_stage_of_one_model_sees_only_its_own_entry(tmp_path):
+    from advgen.config import ConfigError
+    from advgen.params_digest import check_current, own_view
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    _validate_stage(tmp_path, (ROOT / "params.yaml").read_text())
+    out = tmp_path / "reports/params"
+    view = check_current(params, "attack@resnet", out)
+    assert view["attack"]["models"] == ["resnet"] and len(params["attack"]["models"]) == 9  # a copy, cut down
+    assert view["attack"]["eps_linf"] == params["attack"]["eps_linf"]
+    assert check_current(params, "train@cnn", out) is params  # no own list: params as they are
+    bd = check_current(params, "backdoor_defense@badnets_05", out)["backdoor_defense"]["models"]
+    assert bd == {"badnets_05": []}
+    assert own_view(params, "attack", None) is params
+    with pytest.raises(ConfigError, match=r"'attack.models' does not name 'vit' \(stage attack@vit"):
+        own_view(params, "attack@vit", "attack.models")
+    params["attack"]["models"].remove("resnet")  # dropped from params.yaml since validate ran
+    with pytest.raises(ConfigError, match=r"attack@resnet.json: params.yaml: 'attack.models' does not name 'resnet'"):
+        check_current(params, "attack@resnet", out)
+    params["attack"]["models"].append("resnet")  # another order of the list: still this stage's entry
+    check_current(params, "attack@resnet", out)
+    params["attack"]["pgd_steps"] += 1
+    with pytest.raises(ConfigError, match=r"attack@resnet.json: params.yaml changed since .*\(attack\)"):
+        check_current(params, "attack@resnet", out)

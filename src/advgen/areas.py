@@ -73,7 +73,7 @@ def sections() -> dict[str, type]:
 def validate_params(params: dict[str, Any]) -> list[str]:
     """Check every key of params.yaml against every area's schema and cross-checks
     (see :func:`advgen.schema.validate_params`); returns the profiles checked."""
-    producers = [schema.PRODUCES] + [a.params.PRODUCES for a in AREAS if hasattr(a.params, "PRODUCES")]
+    producers = [schema.PRODUCES, schema.IMPORTS] + [a.params.PRODUCES for a in AREAS if hasattr(a.params, "PRODUCES")]
     entries = dict(schema.ENTRIES)
     for a in AREAS:
         entries.update(getattr(a.params, "ENTRIES", {}))

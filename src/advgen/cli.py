@@ -7,6 +7,7 @@ Subcommands are the rows of :data:`COMMANDS`: to add one, write its ``add_argume
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .attacks.claims import c3_worked_example
-from .io import venv_env
+from .io import atomic_write_json, venv_env
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -141,10 +142,92 @@ def _compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+CLAIMS_DESCRIPTION = """\
+Print the claims table at a glance: each claim of the lecture, its verdict and its headline
+figure, from reports/claims.json (the committed results, or the workspace's after `dvc repro`).
+
+  advgen claims                  in the terminal
+  advgen claims --markdown       as a GitHub Markdown table (the README's results section)
+  advgen claims --readme         rewrite README.md's results section (the report stage does it too)
+  git show v1:reports/claims.json | advgen claims --file -    an older revision's"""
+
+
+def _claims_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--file", default="reports/claims.json", help="the claims file, - for stdin (default: %(default)s)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--markdown", "--md", action="store_true", help="print a GitHub Markdown table")
+    form.add_argument("--readme", type=Path, nargs="?", const=Path("README.md"), default=None, metavar="PATH",
+                      help="rewrite the results section of PATH (default README.md) instead of printing")
+
+
+def _claims_context(reports: Path) -> tuple[dict[str, str], str]:
+    """The claims' section links the report beside the claims file shows (its summary.md), and
+    the active profile of params.yaml, as the report stage renders them."""
+    from . import areas, glance
+    from .config import active_profile, load_params
+    from .report import claim_links
+
+    links = claim_links(areas.report_parts())
+    summary = reports / "summary.md"
+    if summary.is_file():
+        links = glance.shown(links, summary.read_text())
+    try:
+        profile = active_profile(load_params())
+    except (OSError, ValueError):  # no params.yaml here: the benchmark's own profile
+        profile = "default"
+    return links, profile
+
+
+def _claims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from . import glance
+
+    try:
+        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        claims = json.loads(raw)
+        links, profile = _claims_context(Path(args.file).parent if args.file != "-" else Path("reports"))
+        if args.readme is not None:
+            changed = glance.update_readme(args.readme, claims, links, profile)
+            print(f"{args.readme}: results section {'rewritten' if changed else 'already current'}")
+        else:
+            sys.stdout.write(glance.markdown(claims, links, profile) if args.markdown else glance.text(claims))
+    except (OSError, json.JSONDecodeError, glance.GlanceError) as exc:
+        print(f"{parser.prog}: error: {args.file if not isinstance(exc, glance.GlanceError) else ''}"
+              f"{': ' if not isinstance(exc, glance.GlanceError) else ''}{exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+COST_DESCRIPTION = """\
+What `dvc repro` would run, and how long, from the committed cost files (reports/cost/, this
+repository's last run of each stage). On a fresh clone (no DVC cache) a target pulls in every
+stage upstream of it; -s counts the targets alone, as `dvc repro -s` runs them.
+
+  advgen cost                    the whole pipeline (`make repro`)
+  advgen cost robustness@cnn     one model's worst case and all it needs
+  advgen cost -s patch -v        one stage alone, with the per-stage list"""
+
+
+def _cost_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="*", metavar="STAGE", help="stages as `dvc repro` takes them (none: all)")
+    p.add_argument("-s", "--single-item", dest="single", action="store_true", help="the targets alone")
+    p.add_argument("-v", "--verbose", action="store_true", help="list each stage and its time")
+
+
+def _cost(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .costs import CostError, plan, render
+
+    try:
+        sys.stdout.write(render(plan(args.targets, single=args.single), verbose=args.verbose))
+    except CostError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _screenshot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("html", nargs="?", type=Path, default=Path("reports/index.html"), help="the page (default: %(default)s)")
     p.add_argument("png", nargs="?", type=Path, default=Path("reports/screenshots/index.png"),
-                   help="where to save the PNG (default: %(default)s)")
+                   help="where to save the PNG (default: %(default)s); PNG.json beside it records the page's sha256")
     p.add_argument("--max-height", type=int, default=2400, help="crop the full-page PNG to this height (0: no crop)")
 
 
@@ -158,6 +241,9 @@ def _screenshot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return 2
     if args.max_height:
         crop_png(args.png, args.max_height)
+    if report.ok:  # which page the picture shows: tests/test_glance.py holds it against the committed page
+        atomic_write_json(args.png.with_suffix(".json"), {
+            "page": str(args.html), "page_sha256": hashlib.sha256(args.html.read_bytes()).hexdigest()})
     print(f"{args.png}: {len(report.images)} images ({len(report.broken_images)} broken), "
           f"{report.table_rows} claims rows, {len(report.console_errors)} console errors")
     return 0 if report.ok else 1
@@ -178,6 +264,10 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("smoke", "run the pipeline on the smoke profile in a scratch copy", _smoke, _smoke_arguments),
     Command("c3", "print the lecture's logistic-regression example (C3)", _c3),
+    Command("claims", "each claim's verdict and headline figure (reports/claims.json)", _claims, _claims_arguments,
+            CLAIMS_DESCRIPTION),
+    Command("cost", "the stages `dvc repro TARGET` runs and their recorded time", _cost, _cost_arguments,
+            COST_DESCRIPTION),
     Command("compare", "headline metrics of commits or experiments side by side", _compare, _compare_arguments,
             COMPARE_DESCRIPTION),
     Command("screenshot", "open the HTML report in headless Chromium, check it and save a PNG", _screenshot,

@@ -89,22 +89,32 @@ def load_section(cls: type[T], params: dict[str, Any], name: str, profile: str |
     full key (``profiles.smoke.train.epochs``). Size-like fields (``metadata=PROFILE``) must
     come from the profile, every other field from the section itself."""
     profile = active_profile(params) if profile is None else profile
-    sized = {f.name for f in dataclasses.fields(cls) if f.metadata.get("profile")}
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    sized = {f.name for f in fields if f.metadata.get("profile")}
     base, extra = params.get(name) or {}, (params["profiles"][profile] or {}).get(name) or {}
-    if isinstance(base, dict) and isinstance(extra, dict):
-        for key in sorted(set(base) & set(extra)):  # say which of the two to remove
-            if key in sized:
-                raise ConfigError(f"params.yaml: '{name}.{key}' is size-like: remove it from '{name}' "
-                                  f"(it is set in 'profiles.{profile}.{name}')")
-            raise ConfigError(f"params.yaml: 'profiles.{profile}.{name}.{key}' is not a size-like key: remove it "
-                              f"from the profile (it is set in '{name}.{key}')")
+    # A misplaced key in the section itself reads the same for every profile (validation
+    # checks each profile and reports a problem once); one in a profile names that profile.
+    if isinstance(base, dict):
+        for key in sorted(set(base) & sized):
+            raise ConfigError(f"params.yaml: '{name}.{key}' is size-like: remove it from '{name}' and set it in "
+                              f"each profile, as 'profiles.<profile>.{name}.{key}'")
+    if isinstance(extra, dict):
+        for key in sorted(set(extra) - sized):
+            where = f"set it in '{name}.{key}'" if key not in (base or {}) else f"it is set in '{name}.{key}'"
+            raise ConfigError(f"params.yaml: 'profiles.{profile}.{name}.{key}' is not a size-like key: "
+                              f"remove it from the profile ({where})" if key in names else
+                              f"params.yaml: unknown key 'profiles.{profile}.{name}.{key}'; 'profiles.{profile}.{name}' "
+                              + (f"accepts the size-like keys {sorted(sized)}" if sized else
+                                 f"takes no keys ('{name}' has no size-like key)"))
+    if isinstance(base, dict):
+        unknown = sorted(set(base) - set(names))
+        if unknown:
+            raise ConfigError(f"params.yaml: unknown key {', '.join(repr(f'{name}.{k}') for k in unknown)}; '{name}' "
+                              f"accepts {sorted(set(names) - sized)}"
+                              + (f" (its size-like keys {sorted(sized)} go in each profile, "
+                                 f"'profiles.<profile>.{name}')" if sized else ""))
     data, origins = section_with_origins(params, name, profile)
-    for key, path in origins.items():
-        in_profile = path.startswith("profiles.")
-        if key in sized and not in_profile:
-            raise ConfigError(f"params.yaml: '{path}' is size-like: set it under 'profiles.{profile}.{name}.{key}'")
-        if in_profile and key not in sized and key in {f.name for f in dataclasses.fields(cls)}:
-            raise ConfigError(f"params.yaml: '{path}' is not a size-like key: set it in '{name}.{key}'")
     defaults = {k: f"profiles.{profile}.{name}.{k}" for k in sized}
     return from_dict(cls, data, name, {**defaults, **origins})
 

@@ -157,7 +157,7 @@ def _attr_class(*classes: str | None) -> str:
 
 def _html_cell(c: object, tag: str = "td") -> str:
     cell = c if isinstance(c, Cell) else Cell(c)
-    text = esc(cell.text)
+    text = _CODE.sub(r"<code>\1</code>", esc(cell.text))  # `name` as in Markdown (claims cells name stages)
     if cell.strong:
         text = f"<strong>{text}</strong>"
     if cell.link is not None:

@@ -57,7 +57,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -293,6 +293,7 @@ class Report:
     claims: list[dict]
     headline: dict
     figures: dict[str, bytes]
+    links: dict[str, str] = field(default_factory=dict)  # claim id -> title of a section shown
 
     def write(self, reports: str | Path) -> None:
         """Write :data:`OUTPUTS` under ``reports``, each atomically (``figures/`` is replaced
@@ -326,10 +327,17 @@ def make_report(reports: str | Path, parts: Sequence[ReportPart], registries: It
     claims = claims_table(collected, list(registries))
     builders = (*HEAD, *(fn for p in parts for fn in p.SECTIONS), *TAIL)
     body = [s for fn in builders for s in fn(collected)]
-    links = {cid: title for p in parts for cid, title in getattr(p, "CLAIM_SECTIONS", {}).items()}
+    links = claim_links(parts)
     sections = [claims_section(claims, body, links), *body]
+    shown = {s.title for s in body}
     return Report(markdown=to_markdown(TITLE, sections), html=to_html(TITLE, sections), claims=claims,
-                  headline=headline_metrics(collected, claims), figures=figures)
+                  headline=headline_metrics(collected, claims), figures=figures,
+                  links={c: t for c, t in links.items() if t in shown})
+
+
+def claim_links(parts: Sequence[ReportPart]) -> dict[str, str]:
+    """Claim id -> title of the section that shows its experiment (the parts' ``CLAIM_SECTIONS``)."""
+    return {cid: title for p in parts for cid, title in getattr(p, "CLAIM_SECTIONS", {}).items()}
 
 
 def build_report(reports: str | Path, parts: Sequence[ReportPart],

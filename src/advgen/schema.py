@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from .config import PROFILE, ConfigError, active_profile, from_dict, load_section, require
@@ -136,12 +137,38 @@ class TrainConfig:
 
 
 
+@dataclass
+class ImportSpec:
+    """One entry of ``imports.models``: a classifier trained outside the pipeline (:mod:`advgen.zoo`)."""
+
+    path: str  # a folder in the repository holding model.safetensors and model.json
+
+    def validate(self) -> None:
+        parts = PurePosixPath(self.path).parts
+        inside = bool(parts) and not self.path.startswith(("/", "~", "\\")) and not {".", ".."} & set(parts)
+        require(inside and ":" not in parts[0], "path",
+                f"must be a folder inside the repository (a relative path without '.' or '..'), found {self.path!r}")
+
+
+@dataclass
+class ImportConfig:
+    models: dict = field(default_factory=dict)  # name -> ImportSpec
+
+    def spec(self, name: str) -> ImportSpec:
+        """The validated entry ``imports.models.<name>``."""
+        if name not in self.models:
+            raise ConfigError(f"params.yaml: model {name!r} is not in imports.models {sorted(self.models)}")
+        return from_dict(ImportSpec, self.models[name], f"imports.models.{name}")
+
+
 #: The base sections, checked with every area's.
-SECTIONS: dict[str, type] = {"ingest": IngestConfig, "train": TrainConfig}
+SECTIONS: dict[str, type] = {"ingest": IngestConfig, "train": TrainConfig, "imports": ImportConfig}
 #: (section, key) whose entries are the models the train stage produces
 PRODUCES = ("train", "models")
+#: the same for the import_model stage (models trained outside the pipeline)
+IMPORTS = ("imports", "models")
 #: section -> its field whose entries ``spec(name)`` validates one by one (areas add theirs: ``ENTRIES``)
-ENTRIES = {"train": "models"}
+ENTRIES = {"train": "models", "imports": "models"}
 
 
 def dataset(params: dict[str, Any]) -> str:
@@ -174,9 +201,12 @@ def check_models(params: dict[str, Any], sections: dict[str, type], producers: I
         for n in section_keys(params, section, key):
             owners.setdefault(n, []).append(f"{section}.{key}")
     both = sorted(n for n, o in owners.items() if len(o) > 1)
-    where = " and ".join(f"'{s}.{k}'" for s, k in producers)
     if both:
-        raise ConfigError(f"params.yaml: {both} named in both {where}; a model has one producer")
+        clashes = {}
+        for n in both:  # grouped by the producers they clash between
+            clashes.setdefault(" and ".join(f"'{o}'" for o in owners[n]), []).append(n)
+        raise ConfigError("params.yaml: " + "; ".join(f"{ns} named in both {where}" for where, ns in clashes.items())
+                          + "; a model has one producer")
     known = sorted(owners)
     for section, key in model_fields(sections):
         value = (params.get(section) or {}).get(key)

@@ -27,8 +27,9 @@ def run(name: str, body: Callable[[dict[str, Any]], dict[str, Any] | None], cost
 
     The whole of params.yaml is validated by the ``validate`` stage, which also writes the params
     each stage reads (``reports/params/<stage>.json``, its DVC dependency); a stage stops if that
-    file no longer matches params.yaml. The body loads (and so validates) the sections it reads.
-    Known errors (bad params, bad data, missing inputs) print a clear message instead of a
+    file no longer matches params.yaml, and a stage of one model (``attack@cnn``) sees the models
+    list it tracks cut down to its own (:func:`advgen.params_digest.own_view`). The body loads
+    (and so validates) the sections it reads. Known errors (bad params, bad data, missing inputs) print a clear message instead of a
     traceback. ``cost_path=None`` records no cost. The body may return timings of its own (per
     epoch, per sample set): they join the cost record, since timings never go into metrics.
     """
@@ -36,7 +37,8 @@ def run(name: str, body: Callable[[dict[str, Any]], dict[str, Any] | None], cost
     try:
         with CostMeter() as meter:
             params = load_params()
-            check_current(params, stage_name(sys.argv[0], sys.argv[1:]))  # its reports/params/<stage>.json
+            # its reports/params/<stage>.json; a stage of one model sees only its own entry
+            params = check_current(params, stage_name(sys.argv[0], sys.argv[1:]))
             extra = body(params) or {}
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         if type(exc).__module__.startswith("torch"):

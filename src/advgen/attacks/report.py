@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import plots
 from ..claims import at_or
 from ..document import Bullets, Cell, Image, Paragraph, Section, Table
-from ..report import figure_images, figure_name, files, models, num, pct, pct_ci, read_tsv
+from ..report import MISSING, figure_images, figure_name, files, models, num, pct, pct_ci, read_tsv
 
 ROBUSTNESS = "Robust accuracy (L-inf)"
 SQUARE = "Square Attack: success against query budget"
@@ -72,26 +72,40 @@ def _leaderboard(collected: dict) -> list[Section]:
     rob = models(collected, "robustness")
     if not rob:
         return []
-    train = models(collected, "train")
-    eps = _eps_sorted({e for m in rob.values() for e in m["linf"].get("worst_case", {}) if float(e) > 0})
+    # test accuracy on the whole test set: the train stage's, the defend stage's for a defended model,
+    # the import_model stage's for one trained outside the pipeline
+    tested = {**models(collected, "defend"), **models(collected, "imports"), **models(collected, "train")}
+    grids = {n: _eps_sorted(e for e in m["linf"].get("worst_case", {}) if float(e) > 0) for n, m in rob.items()}
+    eps = _eps_sorted({e for g in grids.values() for e in g})
+    # the eps every model was evaluated at (a model with no worst case at all ranks last, apart)
+    common = [e for e in eps if all(e in g for g in grids.values() if g)]
 
     def mean_worst(m: dict) -> float:
-        w = [v for e, v in m["linf"].get("worst_case", {}).items() if float(e) > 0]
+        w = [m["linf"]["worst_case"][e] for e in common if e in m["linf"].get("worst_case", {})]
         return sum(w) / len(w) if w else -1.0
 
     ranked = sorted(rob, key=lambda n: (-mean_worst(rob[n]), n))
     rows = []
     for rank, name in enumerate(ranked, 1):
-        m, t = rob[name], train.get(name, {})
+        m, t = rob[name], tested.get(name, {})
         worst, ci = m["linf"].get("worst_case", {}), m.get("linf_ci95", {}).get("worst_case", {})
-        rows.append([rank, name, pct_ci(t.get("test_accuracy"), t.get("test_accuracy_ci95")),
+        rows.append([rank, name, m.get("n", MISSING), ", ".join(grids[name]) or MISSING,
+                     pct_ci(t.get("test_accuracy"), t.get("test_accuracy_ci95")),
                      pct_ci(m.get("clean_accuracy"), m.get("clean_ci95")),
-                     *(pct_ci(worst.get(e), ci.get(e)) for e in eps)])
+                     pct(mean_worst(m) if common and grids[name] else None, placeholder=MISSING),
+                     *(pct_ci(worst.get(e), ci.get(e)) if e in worst else MISSING for e in eps)])
+    rule = (f"their mean worst-case (cascade) accuracy over the eps every model was evaluated at ({', '.join(common)})"
+            if common else "name (no eps is shared by every model's evaluation)")
+    mixed = len({tuple(g) for g in grids.values()}) > 1 or len({m.get("n") for m in rob.values()}) > 1
+    note = ("Models are evaluated on different grids or numbers of images (columns `eps grid` and `n`; the "
+            "defend stage's models survive most attacks, so each attack costs several times more on them); "
+            "`—` marks an eps a model was not evaluated at. " if mixed else "")
     return [Section("Leaderboard (L-inf worst case)", [
-        Paragraph("Models ranked by their mean worst-case (cascade) accuracy over eps > 0. Accuracy (%) with its "
-                  "95% Wilson interval: `test acc` on the whole test set (train stage), `clean` and the worst "
-                  "case on the robustness evaluation images."),
-        Table(["rank", "model", "test acc %", "clean %", *(f"worst @{e}" for e in eps)], rows, id="leaderboard"),
+        Paragraph(f"Models ranked by {rule}. {note}Accuracy (%) with its 95% Wilson interval: `test acc` on "
+                  "the whole test set (train, defend or import_model stage), `clean` and the worst case on the "
+                  "model's `n` robustness evaluation images."),
+        Table(["rank", "model", "n", "eps grid", "test acc %", "clean %", "mean worst %",
+               *(f"worst @{e}" for e in eps)], rows, id="leaderboard"),
         *figure_images(collected, "figures/worst_case.png", "Worst-case (cascade) robust accuracy against L-inf eps")])]
 
 
