@@ -1,5 +1,6 @@
 """The train stage under torchrun: 2 processes, gloo on CPU; only rank 0 writes."""
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,12 @@ def test_train_stage_with_two_processes(tmp_path: Path):
     assert model.sidecar["nproc"] == 2 and model.sidecar["in_shape"] == [1, 8, 8]
     metrics = json.loads((tmp_path / "reports/train/mlp/metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.8, metrics
-    assert set(json.loads((tmp_path / "reports/cost/train/mlp.json").read_text())) == {"wall_s", "cpu_s", "peak_rss_mb"}
+    cost = json.loads((tmp_path / "reports/cost/train/mlp.json").read_text())
+    assert set(cost) == {"wall_s", "cpu_s", "peak_rss_mb", "env"}
+    import torch
+
+    assert cost["env"] == {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                           "threads": cost["env"]["threads"], "device": "cpu", "machine": platform.machine()}
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["mlp"]  # no temp folders left
     assert (tmp_path / "reports/train/mlp/curve.tsv").read_text().count("\n") == 4
 
@@ -127,3 +133,38 @@ def test_diffusion_step_is_data_parallel_over_two_processes(tmp_path: Path):
     for key, v in net.state_dict().items():
         assert torch.allclose(a[key], v, atol=1e-6) and torch.allclose(b[key], v, atol=1e-6), key
     assert any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_loopback_take_the_single_process_steps(tmp_path: Path):
+    """``torchrun --nnodes 2`` as a cluster would run it, one launcher per node (both on
+    127.0.0.1 here), two gloo ranks each: four ranks train exactly what one process trains
+    (each rank its stride of every global batch, gradients averaged), and only global rank 0
+    writes."""
+    import torch
+    from safetensors.torch import load_file
+
+    worker = str(ROOT / "tests" / "ddp_worker.py")
+    port = _free_port()
+    env = {**venv_env(), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={k}",
+                               "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}",
+                               worker, str(tmp_path / f"node{k}.safetensors")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for k in (0, 1)]
+    for node in nodes:
+        out, _ = node.communicate(timeout=240)
+        assert node.returncode == 0, out[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node0.safetensors"]  # rank 0 of node 0 alone wrote
+    subprocess.run([sys.executable, worker, str(tmp_path / "one.safetensors")], env=env, check=True, timeout=240)
+    four, one = load_file(tmp_path / "node0.safetensors"), load_file(tmp_path / "one.safetensors")
+    assert four.keys() == one.keys()
+    for k in one:
+        torch.testing.assert_close(four[k], one[k], rtol=0, atol=1e-5, msg=k)

@@ -47,7 +47,8 @@ CASES = [
         ("train", "models", "cnn", "data"),
         "raw",
         "poisoned/x",
-        "params.yaml: 'train.models.cnn.data' must be 'prepared' or 'poisoned/<name of a poison.configs entry>', found 'raw'",
+        "params.yaml: 'train.models.cnn.data' must be 'prepared', 'poisoned/<name of a poison.configs entry>' or "
+        "'scraped/<purchase>_<policy>', found 'raw'",
     ),
     (
         "model",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_outputs(repo: Path):
     assert all(u.startswith("file:///usr/share/datasets/fashion-mnist/") for u in provenance["urls"].values())
     claims = json.loads((repo / "reports/claims.json").read_text())
     ids = [f"C{i}" for i in range(1, 19)]
-    assert [c["id"] for c in claims] == [*ids[:9], "C9a", *ids[9:]]
+    assert [c["id"] for c in claims] == [*ids[:9], "C9a", ids[9], "C10a", *ids[10:]]
 
     for name in ("logreg", "mlp", "cnn", "resnet"):
         model = load_model(repo / "models" / name)
@@ -88,7 +89,7 @@ def test_outputs(repo: Path):
     assert 0.55 < json.loads((repo / "reports/headline/train/cnn.json").read_text())["test_accuracy"] < 0.7
     _headline_metrics_are_small(repo)
     report = json.loads((repo / "reports/headline/report.json").read_text())
-    assert sum(report[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 19
+    assert sum(report[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 20
     assert report["verdict_C3"] == "supported"
     assert (repo / "reports/figures/worst_case.png").read_bytes()[:4] == b"\x89PNG"
     summary = (repo / "reports/summary.md").read_text()
@@ -126,7 +127,31 @@ def test_outputs(repo: Path):
     assert {r["model"] for r in monitor["data"]["values"]} == set(DEFENDED) - {"cnn_gaussian"}
     _defense_outputs(repo, summary)
     _backdoor_outputs(repo, summary, titles)
+    _scrape_outputs(repo, summary)
     _generative_outputs(repo, summary, titles)
+
+
+def _scrape_outputs(repo: Path, summary: str) -> None:
+    """The index covers the smoke subset; each purchase x policy set loads like an ingested one;
+    pinning lets no poisoned image in; the split_view stage scores a cnn on each."""
+    from advgen.data import load_split
+    from advgen.scrape.index import read_index
+
+    index = read_index(repo / "data/index/index.parquet")
+    assert len(index) == 2000 and len(set(index.url)) == 2000
+    names = [f"{p}_{pol}" for p in ("p001", "p01", "p1") for pol in ("none", "sha256", "phash")]
+    for name in names:
+        stats = json.loads((repo / f"reports/scrape/{name}/stats.json").read_text())
+        x, y = load_split(repo / "data/scraped" / name, "train")
+        assert len(y) == stats["n_kept"] == stats["status"]["ok"] and sum(stats["status"].values()) == 2000
+        assert stats["poison_entered"] == (stats["n_bought"] if stats["policy"] == "none" else 0)
+        rows = (repo / "data/scraped" / name / "status.tsv").read_text().splitlines()
+        assert len(rows) == 1 + 2000 - stats["n_kept"]
+    assert json.loads((repo / "reports/scrape/p1_none/stats.json").read_text())["n_bought"] == 20  # 1% of 2,000
+    sv = json.loads((repo / "reports/split_view/metrics.json").read_text())
+    assert sorted(sv["sets"]) == sorted(names) and sv["n_test"] == 500 and sv["clean"]["n_kept"] == 2000
+    assert all(0 <= s["asr"]["value"] <= 1 and s["asr"]["n"] == sv["n_triggered"] for s in sv["sets"].values())
+    assert "## Scraping and split-view poisoning (C10a)" in summary and "| C10a |" in summary
 
 
 GANS = ("minimax", "nonsat", "nonsat_k2", "wgan_gp", "stacked")
@@ -402,11 +427,15 @@ def test_forced_rerun_is_byte_identical(repo: Path):
              "reports/gan/wgan_gp/samples/g000010.png", "reports/generative/metrics.json",
              "models/autoencoder/autoencoder.safetensors", "models/autoencoder/samples.safetensors",
              "models/diffusion/linear/denoiser.safetensors", "models/diffusion/linear/samples.safetensors",
-             "reports/diffusion/linear/metrics.json", "reports/diffusion/linear/trajectory.png"]
+             "reports/diffusion/linear/metrics.json", "reports/diffusion/linear/trajectory.png",
+             "data/index/index.parquet", "data/scraped/p1_phash/train.safetensors", "data/scraped/p1_none/status.tsv",
+             "reports/scrape/p1_sha256/stats.json", "reports/split_view/metrics.json",
+             "models/split_view/p1_none/model.safetensors"]
     before = {f: (repo / f).read_bytes() for f in files}
+    shutil.rmtree(repo / "data/scrape_cache")  # the forced scrape fetches every shard again from a fresh web
     for stage in ("ingest", "train@cnn", "attack@cnn", "transfer", "robustness@cnn", "defend@cnn_fast_at", "sanitize",
                   "certify@cnn_gaussian", "poison", "train@badnets_1", "backdoor_defense@badnets_1", "gan@wgan_gp",
-                  "autoencoder", "diffusion@linear", "evaluate_generative"):
+                  "autoencoder", "diffusion@linear", "evaluate_generative", "curate", "scrape", "split_view"):
         dvc(repo, "repro", "-f", "-s", stage)
     assert {f: (repo / f).read_bytes() for f in files} == before
     # Only the cost files changed (timings vary), and no stage depends on them.
@@ -414,7 +443,7 @@ def test_forced_rerun_is_byte_identical(repo: Path):
 
 
 def git_commit(repo: Path, message: str) -> None:
-    for args in (["add", "-A"], ["-c", "user.name=advgen test", "-c", "user.email=test@advgen", "commit", "-qm", message]):
+    for args in (["add", "-A"], ["-c", "user.name=advgen test", "-c", "user.email=test@advgen", "commit", "--allow-empty", "-qm", message]):
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
@@ -543,3 +572,113 @@ def test_a_model_trained_elsewhere_is_imported_and_ranked(repo: Path):
     assert re.search(rf"^\| \d+ \| my_cnn \| {cnn['n']} \| ", summary, re.M)  # a leaderboard row
     params.write_text(text)
     assert stale(repo) == set()
+
+
+def test_a_sweep_runs_through_dvcs_queue(repo: Path):
+    """`advgen sweep` queues one experiment per value (`dvc exp run --queue -S`) and runs the
+    queue (`dvc exp run --run-all`); both results come back as experiments of HEAD."""
+    git_commit(repo, "before the sweep")
+    params = (repo / "params.yaml").read_text()
+    proc = advgen(repo, "sweep", "dimension.eps=0.02,0.1", "--target", "dimension", "--run", "--prefix", "dim-")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "queued 2 experiments: dim-eps-0.02, dim-eps-0.1" in proc.stdout
+    lines = proc.stdout.splitlines()
+    labels = next(line.split()[1:] for line in lines if line.startswith("metric "))
+    row = next(line.split()[2:] for line in lines if line.startswith("dimension: logreg.fgsm_accuracy "))
+    value = dict(zip(labels, map(float, row)))
+    head, small, large = value["HEAD"], value["dim-eps-0.02"], value["dim-eps-0.1"]
+    assert large < head < small  # FGSM at eps 0.1 does more damage than at 0.05 (HEAD), and 0.02 less
+    assert (repo / "params.yaml").read_text() == params and stale(repo) == set()  # the workspace is untouched
+    shown = json.loads(dvc(repo, "exp", "show", "--json", "-n", "1"))
+    names = {e.get("name") for rev in shown for e in rev.get("experiments") or []}
+    assert {"dim-eps-0.02", "dim-eps-0.1"} <= names
+
+
+@pytest.fixture
+def s3(repo: Path):
+    """A moto S3 server on 127.0.0.1 with an empty bucket, as the repo's default remote
+    (credentials in .dvc/config.local, which git does not track); stopped after the test."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket="advgen")
+    yield url
+    server.stop()
+
+
+def use_remote(repo: Path, endpoint: str) -> None:
+    dvc(repo, "remote", "add", "--local", "-f", "-d", "team", "s3://advgen/cache")
+    for key, value in (("endpointurl", endpoint), ("access_key_id", "testing"), ("secret_access_key", "testing"),
+                       ("region", "us-east-1")):
+        dvc(repo, "remote", "modify", "--local", "team", key, value)
+
+
+def test_a_fresh_clone_pulls_every_result_from_the_remote_and_recomputes_nothing(repo: Path, s3: str, tmp_path):
+    import time
+
+    assert ran(dvc(repo, "repro")) == {VALIDATE}  # the lock up to date with the params the tests restored
+    git_commit(repo, "smoke results, final")
+    subprocess.run(["git", "tag", "-f", "smoke-ref"], cwd=repo, check=True, capture_output=True)
+    use_remote(repo, s3)
+    start = time.perf_counter()
+    dvc(repo, "push", "--run-cache")
+    pushed = time.perf_counter() - start
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, capture_output=True)
+    assert not (clone / "models/cnn").exists()
+    use_remote(clone, s3)
+    start = time.perf_counter()
+    dvc(clone, "pull")
+    pulled = time.perf_counter() - start
+    for rel in ("models/cnn/model.safetensors", "data/prepared", "data/scraped/p1_sha256/status.tsv",
+                "models/split_view", "reports/index.html"):
+        assert (clone / rel).exists(), rel
+    assert json.loads(dvc(clone, "status", "--json")) == {VALIDATE: ["always changed"]}
+    start = time.perf_counter()
+    assert ran(dvc(clone, "repro")) == {VALIDATE}
+    print(f"push {pushed:.1f} s, pull {pulled:.1f} s, repro after pull {time.perf_counter() - start:.1f} s")
+
+    # An unreachable remote (here the default kind, a folder, that is not there: an unmounted share;
+    # an S3 endpoint that refuses connections fails the same way, after s3fs's retries): a clear
+    # error, and what did not arrive is not passed off as complete.
+    dead = tmp_path / "dead"
+    subprocess.run(["git", "clone", "-q", str(repo), str(dead)], check=True, capture_output=True)
+    dvc(dead, "remote", "add", "--local", "-f", "-d", "team", str(tmp_path / "not-mounted" / "advgen-cache"))
+    out = dvc(dead, "pull", ok=False)
+    assert "failed to pull data from the cloud" in out, out[-2000:]
+    assert not (dead / "models/cnn").exists()
+    assert "train@cnn" in json.loads(dvc(dead, "status", "--json"))
+
+
+def advgen(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "advgen.cli", *args], cwd=repo, env=venv_env(), capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_scheduled_rerun_passes_clean_and_fails_on_a_planted_regression(repo: Path, s3: str, tmp_path):
+    use_remote(repo, s3)
+    summary = tmp_path / "summary.md"
+    # Clean: two stages rebuilt from scratch, byte-identical to the reference (same machine).
+    proc = advgen(repo, "rerun", "--profile", "smoke", "--reference", "smoke-ref", "--summary", str(summary),
+                  "-f", "-s", "curate", "scrape")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = summary.read_text()
+    assert "No regression" in text and "byte-identical to the reference (same inputs, same environment): 2 stage(s) " \
+        "(curate, scrape)" in text, text[:2000]
+    assert "## Metrics against the reference" in text
+
+    # Planted: a perceptual-hash tolerance of all 64 bits, so the phash policy keeps every poisoned
+    # image; the rerun recomputes scrape and split_view and the gate names what moved.
+    edit_params(repo, "  phash_distance: 10  # bits of 64", "  phash_distance: 64  # bits of 64")
+    proc = advgen(repo, "rerun", "--profile", "smoke", "--reference", "smoke-ref", "--no-push")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"\*\*interval\*\* `reports/split_view/metrics\.json:sets\.p1_phash\.asr\.value`: [0-9.]+ is "
+                     r"outside the reference's 95% interval", proc.stdout), proc.stdout[:3000]
+    print(proc.stdout[:1500])
+    edit_params(repo, "  phash_distance: 64  # bits of 64", "  phash_distance: 10  # bits of 64")

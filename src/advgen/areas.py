@@ -24,6 +24,8 @@ from .defenses import claims as defenses_claims
 from .defenses import params as defenses_params
 from .generative import claims as generative_claims
 from .generative import params as generative_params
+from .scrape import claims as scrape_claims
+from .scrape import params as scrape_params
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ AREAS: tuple[Area, ...] = (
     Area("attacks", attacks_params, attacks_claims.CLAIMS),
     Area("defenses", defenses_params, defenses_claims.CLAIMS),
     Area("backdoors", backdoors_params, backdoors_claims.CLAIMS),
+    Area("scrape", scrape_params, scrape_claims.CLAIMS),
     Area("generative", generative_params, generative_claims.CLAIMS),
 )
 
@@ -52,13 +55,15 @@ def report_parts() -> list[ModuleType]:
     from .backdoors import report as backdoors
     from .defenses import report as defenses
     from .generative import report as generative
+    from .scrape import report as scrape
 
-    parts = {"attacks": attacks, "defenses": defenses, "backdoors": backdoors, "generative": generative}
+    parts = {"attacks": attacks, "defenses": defenses, "backdoors": backdoors, "scrape": scrape,
+             "generative": generative}
     return [parts[a.name] for a in AREAS]
 
 
 def claim_registries() -> list[Claims]:
-    """Every area's claims, in table order (C1-C8, C9, C9a, C10, C11-C18)."""
+    """Every area's claims, in table order (C1-C8, C9, C9a, C10, C10a, C11-C18)."""
     return [a.claims for a in AREAS]
 
 

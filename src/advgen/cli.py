@@ -10,7 +10,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,19 +21,11 @@ from pathlib import Path
 
 from .attacks.claims import c3_worked_example
 from .io import atomic_write_json, venv_env
+from .repo import set_profile
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, env=venv_env())
-
-
-def set_profile(repo: Path, profile: str) -> None:
-    """Rewrite the top-level ``profile:`` line of params.yaml, keeping its comments."""
-    params = repo / "params.yaml"
-    text, n = re.subn(r"^profile:.*$", f"profile: {profile}", params.read_text(), count=1, flags=re.M)
-    if n != 1:
-        raise ValueError(f"{params}: expected one top-level 'profile:' line")
-    params.write_text(text)
 
 
 def copy_repo(src: Path, dst: Path) -> None:
@@ -249,6 +240,84 @@ def _screenshot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0 if report.ok else 1
 
 
+RERUN_DESCRIPTION = """\
+The scheduled benchmark rerun (.github/workflows/benchmark.yml calls it): `dvc pull` from the
+remote, `dvc repro` on PROFILE, `dvc push`, then `advgen compare --markdown` against the
+reference as the run's summary (also appended to $GITHUB_STEP_SUMMARY when set). Exits 1 on a
+regression: a sanity check that now fails, a claim whose verdict changed, a figure outside its
+own 95% interval in the reference, or, where the recorded environment matches, a stage with the
+reference's inputs whose outputs are not byte-identical (cost files excepted). Exits 2 when a
+step fails.
+
+examples:
+  advgen rerun --profile default                 against the last tag
+  advgen rerun --profile smoke --reference v1.2 --summary summary.md
+  advgen rerun --profile default -f -s train@cnn  rebuild one stage and check it byte for byte"""
+
+
+def _rerun_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="*", metavar="STAGE", help="stages for `dvc repro` (none: all)")
+    p.add_argument("--profile", default="default", help="the params profile to run (default: %(default)s)")
+    p.add_argument("--reference", default=None, help="revision to compare with (default: the last tag)")
+    p.add_argument("--remote", default=None, help="DVC remote (default: the repository's default remote)")
+    p.add_argument("--summary", type=Path, default=None, help="also append the summary (markdown) to this file")
+    p.add_argument("--no-pull", dest="pull", action="store_false", help="do not restore the cache first")
+    p.add_argument("--no-push", dest="push", action="store_false", help="do not push the results")
+    p.add_argument("-f", "--force", action="store_true", help="rerun even unchanged stages (dvc repro -f)")
+    p.add_argument("-s", "--single-item", action="store_true", help="the targets alone (dvc repro -s)")
+
+
+def _rerun(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .rerun import RerunError, rerun
+
+    try:
+        code, text = rerun(Path.cwd(), args.profile, args.reference, args.remote, args.pull, args.push, args.force,
+                           args.single_item, args.targets, args.summary)
+    except RerunError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return code
+
+
+SWEEP_DESCRIPTION = """\
+A grid of params as DVC experiments, through DVC's queue (nothing home-made): one
+`dvc exp run --queue -n NAME -S KEY=VALUE ...` per point; with --run, `dvc exp run --run-all
+--jobs N` runs them (each in a temporary copy, the cache shared), then `advgen compare --exp`
+prints their headline metrics beside HEAD's. Without --run, start them later with
+`dvc queue start --jobs N` and watch `dvc queue status`.
+
+examples:
+  advgen sweep attack.eps=0.05,0.1 --run                      the leaderboard at two eps
+  advgen sweep poison.rate=0.01,0.05 seed=0,1 --jobs 2 --run   a 2x2 grid, two at a time
+  advgen sweep gan.loss=minimax,wgan_gp --target gan           queue only; run with dvc queue start
+  advgen sweep diffusion.guidance=1,3 seed=0,1,2"""
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("axes", nargs="+", metavar="KEY=V1,V2", help="a params.yaml key and its values (repeat for a grid)")
+    p.add_argument("--target", action="append", default=[], metavar="STAGE", help="stages to run (default: all)")
+    p.add_argument("--run", action="store_true", help="run the queue now and print the comparison")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="experiments at a time (default: %(default)s)")
+    p.add_argument("--prefix", default="", help="prefix of the experiment names")
+
+
+def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .compare import CompareError, compare, run_dvc
+    from .sweep import SweepError, sweep
+
+    try:
+        names = sweep(args.axes, args.target, lambda a: run_dvc(a, what=f"dvc {' '.join(a)}: "), args.run,
+                      args.jobs, args.prefix)
+        print(f"queued {len(names)} experiments: {', '.join(names)}")
+        if args.run:
+            print(compare([], experiments=True))
+    except (SweepError, CompareError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 @dataclass(frozen=True)
 class Command:
     """One ``advgen`` subcommand: its name, its one-line help (listed by ``advgen --help``), how it
@@ -270,6 +339,10 @@ COMMANDS: tuple[Command, ...] = (
             COST_DESCRIPTION),
     Command("compare", "headline metrics of commits or experiments side by side", _compare, _compare_arguments,
             COMPARE_DESCRIPTION),
+    Command("rerun", "scheduled rerun: pull, repro a profile, push, fail on a regression", _rerun,
+            _rerun_arguments, RERUN_DESCRIPTION),
+    Command("sweep", "queue a grid of params as DVC experiments (and run them)", _sweep, _sweep_arguments,
+            SWEEP_DESCRIPTION),
     Command("screenshot", "open the HTML report in headless Chromium, check it and save a PNG", _screenshot,
             _screenshot_arguments),
 )

@@ -84,7 +84,7 @@ class ModelSpec:
     """One entry of ``train.models``."""
 
     arch: str
-    data: str  # "prepared" (the ingested dataset) or "poisoned/<name>" (an entry of poison.configs)
+    data: str  # "prepared" (the ingested dataset), "poisoned/<name>" (poison.configs) or "scraped/<name>" (scrape)
     arch_kwargs: dict = field(default_factory=dict)
     lr: float | None = None  # overrides train.lr
     resolution: int | None = None  # train on area-downsampled images (C4)
@@ -93,8 +93,9 @@ class ModelSpec:
 
     def validate(self) -> None:
         require(self.arch in ARCH_NAMES, "arch", f"must be one of {list(ARCH_NAMES)}, found {self.arch!r}")
-        require(self.data == "prepared" or self.data.startswith("poisoned/"), "data",
-                f"must be 'prepared' or 'poisoned/<name of a poison.configs entry>', found {self.data!r}")
+        require(self.data == "prepared" or self.data.startswith(("poisoned/", "scraped/")), "data",
+                f"must be 'prepared', 'poisoned/<name of a poison.configs entry>' or 'scraped/<purchase>_<policy>', "
+                f"found {self.data!r}")
         require(self.epochs is None or self.epochs >= 1, "epochs", f"must be >= 1, found {self.epochs}")
         unknown = sorted(set(self.arch_kwargs) - set(ARCH_KWARGS[self.arch]))
         require(not unknown, "arch_kwargs", f"has unknown key(s) {unknown}; {self.arch} accepts {list(ARCH_KWARGS[self.arch])}")

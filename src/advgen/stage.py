@@ -9,7 +9,7 @@ from . import schema
 from .config import ConfigError, load_params
 from .params_digest import check_current, stage_name
 from .schema import Common, load_common
-from .utils import CostMeter, atomic_write_json, defer_dynamo
+from .utils import CostMeter, atomic_write_json, defer_dynamo, resolve_device
 
 
 def common(params: dict[str, Any]) -> Common:
@@ -31,7 +31,8 @@ def run(name: str, body: Callable[[dict[str, Any]], dict[str, Any] | None], cost
     list it tracks cut down to its own (:func:`advgen.params_digest.own_view`). The body loads
     (and so validates) the sections it reads. Known errors (bad params, bad data, missing inputs) print a clear message instead of a
     traceback. ``cost_path=None`` records no cost. The body may return timings of its own (per
-    epoch, per sample set): they join the cost record, since timings never go into metrics.
+    epoch, per sample set): they join the cost record, since timings never go into metrics, and
+    so does the run's :func:`environment`.
     """
     defer_dynamo()  # torch.optim's import of torch._dynamo: 1.1-1.5 s of every training stage
     try:
@@ -46,4 +47,20 @@ def run(name: str, body: Callable[[dict[str, Any]], dict[str, Any] | None], cost
         print(f"[{name}] error: {exc}", file=sys.stderr)
         sys.exit(2)
     if cost_path is not None:
-        atomic_write_json(cost_path, {**meter.as_dict(), **extra})
+        atomic_write_json(cost_path, {**meter.as_dict(), **extra, "env": environment(params.get("device", "auto"))})
+
+
+def environment(device_name: str) -> dict[str, Any]:
+    """Where a stage ran, recorded in its cost file: float kernels differ by CPU (AVX2, AVX-512,
+    AMX), so a stage's outputs are byte-identical only in the same environment and agree within
+    their intervals elsewhere (the regression gate of ``advgen rerun`` relies on this)."""
+    import platform
+
+    import torch
+
+    device = resolve_device(device_name)
+    env = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "threads": torch.get_num_threads(), "device": device.type, "machine": platform.machine()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
