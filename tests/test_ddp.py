@@ -154,14 +154,20 @@ def test_two_nodes_on_loopback_take_the_single_process_steps(tmp_path: Path):
     worker = str(ROOT / "tests" / "ddp_worker.py")
     port = _free_port()
     env = {**venv_env(), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    logs = [tmp_path.parent / f"{tmp_path.name}_node{k}.log" for k in (0, 1)]  # files: a full pipe cannot block
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={k}",
                                "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}",
                                worker, str(tmp_path / f"node{k}.safetensors")],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              env=env, stdout=logs[k].open("w"), stderr=subprocess.STDOUT)
              for k in (0, 1)]
-    for node in nodes:
-        out, _ = node.communicate(timeout=240)
-        assert node.returncode == 0, out[-3000:]
+    try:
+        for node, log in zip(nodes, logs):
+            node.wait(timeout=240)
+            assert node.returncode == 0, log.read_text()[-3000:]
+    finally:
+        for node in nodes:  # never leave a launcher (and its ranks) behind
+            if node.poll() is None:
+                node.kill()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node0.safetensors"]  # rank 0 of node 0 alone wrote
     subprocess.run([sys.executable, worker, str(tmp_path / "one.safetensors")], env=env, check=True, timeout=240)
     four, one = load_file(tmp_path / "node0.safetensors"), load_file(tmp_path / "one.safetensors")

@@ -37,9 +37,9 @@ def _state(root: Path, *, verdict="supported", acc=0.9, passed=True, out_md5="m1
     _write(root, "params.yaml", "profile: smoke\n")
     _write(root, "reports/claims.json", [{"id": "C1", "verdict": verdict}, {"id": "C2", "verdict": "supported"}])
     _write(root, "reports/train/cnn/metrics.json", {
-        "robust": {"pgd": {"accuracy": acc, "ci95": [0.85, 0.94], "n": 500}},
+        "robust": {"pgd": {"accuracy": acc, "ci95": [round(acc - 0.05, 4), round(acc + 0.04, 4)], "n": 500}},
         "checks": [{"name": "robust_le_clean", "passed": passed}]})
-    _write(root, "reports/gan/metrics.json", {"fid": fid, "fid_lo": 18.0, "fid_hi": 22.0})
+    _write(root, "reports/gan/metrics.json", {"fid": fid, "fid_lo": fid - 2, "fid_hi": fid + 2})
     _write(root, "reports/cost/train/cnn.json", {"wall_s": 1.0, **({"env": env} if env else {})})
     _write(root, "dvc.lock", _lock(out_md5, dep_md5, cost_md5))
 
@@ -67,16 +67,17 @@ def test_a_faithful_rerun_passes_and_is_held_byte_for_byte(repo: Path):
     assert found == [] and compared == ["train@cnn"]
 
 
-def test_within_the_interval_is_no_regression(repo: Path):
-    _state(repo, acc=0.93, fid=21.5, out_md5="m1")
+def test_overlapping_intervals_are_no_regression(repo: Path):
+    """The reference's pgd accuracy is 0.9 [0.85, 0.94], its FID 20 [18, 22]."""
+    _state(repo, acc=0.95, fid=23.5, out_md5="m1")  # points outside, intervals overlapping: two draws of one figure
     assert _findings(repo) == []
 
 
 @pytest.mark.parametrize("change, expected", [
     ({"verdict": "not_supported"}, [("verdict", "reports/claims.json:C1")]),
     ({"acc": 0.80}, [("interval", "reports/train/cnn/metrics.json:robust.pgd.accuracy")]),
-    ({"acc": 0.95}, [("interval", "reports/train/cnn/metrics.json:robust.pgd.accuracy")]),
-    ({"fid": 30.0}, [("interval", "reports/gan/metrics.json:fid")]),
+    ({"acc": 1.0}, [("interval", "reports/train/cnn/metrics.json:robust.pgd.accuracy")]),
+    ({"fid": 26.5}, [("interval", "reports/gan/metrics.json:fid")]),
     ({"passed": False}, [("sanity", "reports/train/cnn/metrics.json")]),
     ({"out_md5": "m2"}, [("bytes", "train@cnn:models/cnn")]),
 ])
@@ -116,7 +117,7 @@ def test_keys_with_dots_are_followed(repo: Path):
     _git(repo, "commit", "-qm", "eps")
     _git(repo, "tag", "-f", "v1")
     assert _findings(repo) == []
-    _write(repo, "reports/r.json", {"conv": {"0.05": [{"accuracy": 0.7, "ci95": [0.6, 0.8]}]}})
+    _write(repo, "reports/r.json", {"conv": {"0.05": [{"accuracy": 0.7, "ci95": [0.65, 0.8]}]}})
     assert _findings(repo) == [("interval", "reports/r.json:conv.0.05[0].accuracy")]
 
 
@@ -146,5 +147,22 @@ def test_rerun_runs_pull_repro_push_and_gates(repo: Path, tmp_path_factory):
     assert calls == [["pull", "--run-cache", "--allow-missing", "-r", "team"], ["repro", "-s", "validate"],
                      ["repro", "-f", "-s", "train@cnn"], ["push", "--run-cache", "-r", "team"]]
     assert code == 1
-    assert "`reports/train/cnn/metrics.json:robust.pgd.accuracy`: 0.5 is outside the reference's 95% interval" in text
+    assert ("`reports/train/cnn/metrics.json:robust.pgd.accuracy`: 0.5 [0.45, 0.54] does not overlap the "
+            "reference's 95% interval [0.85, 0.94]") in text
     assert summary.read_text().strip() == text.strip()
+
+
+def test_a_persist_cache_is_not_held_to_bytes_and_a_differing_stage_is_not_listed(repo: Path):
+    lock = yaml.safe_load(_lock("m2", cost_md5="c2"))
+    lock["stages"]["train@cnn"]["outs"].append({"path": "data/cache", "md5": "x2"})
+    ref_lock = yaml.safe_load(_lock("m1"))
+    ref_lock["stages"]["train@cnn"]["outs"].append({"path": "data/cache", "md5": "x1"})
+    _write(repo, "dvc.lock", yaml.safe_dump(ref_lock))
+    _write(repo, "dvc.yaml", yaml.safe_dump({"stages": {"train": {"outs": [{"data/cache": {"persist": True}}]}}}))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "persist")
+    _git(repo, "tag", "-f", "v1")
+    _write(repo, "dvc.lock", yaml.safe_dump(lock))
+    found, compared = gate(Tree(repo, "v1"), Tree(repo))
+    assert [(f.kind, f.where) for f in found] == [("bytes", "train@cnn:models/cnn")]  # not data/cache
+    assert compared == []  # rebuilt, but not identical

@@ -2,7 +2,7 @@
 tests/test_pipeline.py (two smoke experiments through `dvc exp run --run-all`)."""
 import pytest
 
-from advgen.sweep import SweepError, grid, name_of, queue_commands, sweep
+from advgen.sweep import SweepError, check_keys, grid, name_of, queue_commands, sweep
 
 
 def test_the_grid_is_every_combination_in_order():
@@ -36,3 +36,13 @@ def test_run_starts_the_queue_after_queueing():
     names = sweep(["seed=0,1"], ["train@cnn"], dvc=lambda a: calls.append(a) or "", run=True, jobs=2)
     assert names == ["seed-0", "seed-1"]
     assert calls[-1] == ["exp", "run", "--run-all", "--jobs", "2"] and len(calls) == 3
+
+
+def test_a_key_missing_from_params_is_refused_before_queueing(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 0\ndimension:\n  eps: 0.05\n")
+    check_keys(params, ["seed=0,1", "dimension.eps=0.1"])
+    with pytest.raises(SweepError, match="has no key 'attack.eps' \\(at 'attack'\\)"):
+        check_keys(params, ["attack.eps=0.1"])
+    with pytest.raises(SweepError, match="has no key 'dimension.epz'"):
+        check_keys(params, ["dimension.epz=0.1"])

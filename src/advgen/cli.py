@@ -244,10 +244,10 @@ RERUN_DESCRIPTION = """\
 The scheduled benchmark rerun (.github/workflows/benchmark.yml calls it): `dvc pull` from the
 remote, `dvc repro` on PROFILE, `dvc push`, then `advgen compare --markdown` against the
 reference as the run's summary (also appended to $GITHUB_STEP_SUMMARY when set). Exits 1 on a
-regression: a sanity check that now fails, a claim whose verdict changed, a figure outside its
-own 95% interval in the reference, or, where the recorded environment matches, a stage with the
-reference's inputs whose outputs are not byte-identical (cost files excepted). Exits 2 when a
-step fails.
+regression: a sanity check that now fails, a claim whose verdict changed, a figure whose 95%
+interval no longer overlaps its interval in the reference, or, where the recorded environment
+matches, a stage with the reference's inputs whose outputs are not byte-identical (cost files and
+persist caches excepted). Exits 2 when a step fails.
 
 examples:
   advgen rerun --profile default                 against the last tag
@@ -268,12 +268,14 @@ def _rerun_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _rerun(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import yaml
+
     from .rerun import RerunError, rerun
 
     try:
         code, text = rerun(Path.cwd(), args.profile, args.reference, args.remote, args.pull, args.push, args.force,
                            args.single_item, args.targets, args.summary)
-    except RerunError as exc:
+    except (RerunError, ValueError, OSError, yaml.YAMLError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     print(text)
@@ -287,11 +289,13 @@ A grid of params as DVC experiments, through DVC's queue (nothing home-made): on
 prints their headline metrics beside HEAD's. Without --run, start them later with
 `dvc queue start --jobs N` and watch `dvc queue status`.
 
+Each KEY must exist in params.yaml (a typo is refused before anything is queued).
+
 examples:
-  advgen sweep attack.eps=0.05,0.1 --run                      the leaderboard at two eps
-  advgen sweep poison.rate=0.01,0.05 seed=0,1 --jobs 2 --run   a 2x2 grid, two at a time
-  advgen sweep gan.loss=minimax,wgan_gp --target gan           queue only; run with dvc queue start
-  advgen sweep diffusion.guidance=1,3 seed=0,1,2"""
+  advgen sweep dimension.eps=0.05,0.1 --target dimension --run    C4 at two eps
+  advgen sweep seed=0,1,2 --target train@cnn -j 2 --run           one model, three seeds
+  advgen sweep patch.w_tv=0.03125,0.125 seed=0,1 --target patch   a 2x2 grid, queue only
+  advgen sweep diffusion.p_uncond=0.1,0.2 --target diffusion      queue only; dvc queue start runs it"""
 
 
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -304,9 +308,10 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .compare import CompareError, compare, run_dvc
-    from .sweep import SweepError, sweep
+    from .sweep import SweepError, check_keys, sweep
 
     try:
+        check_keys(Path("params.yaml"), args.axes)
         names = sweep(args.axes, args.target, lambda a: run_dvc(a, what=f"dvc {' '.join(a)}: "), args.run,
                       args.jobs, args.prefix)
         print(f"queued {len(names)} experiments: {', '.join(names)}")

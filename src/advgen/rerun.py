@@ -6,14 +6,14 @@ The regression gate compares the workspace with the reference (by default the la
 - **sanity**: a check (``"checks": [{"name", "passed"}]`` in a metrics file) that fails now and
   did not fail in the reference;
 - **verdict**: a claim of ``reports/claims.json`` whose verdict changed;
-- **interval**: a figure that carries its own 95% interval in the reference (``{"accuracy" |
-  "value" | "success_rate" | "rate": x, "ci95": [lo, hi]}``, or ``fid`` with ``fid_lo`` and
-  ``fid_hi``) and now lies outside it: what another machine, whose float kernels differ, must
-  still agree with;
+- **interval**: a figure that carries its own 95% interval (``{"accuracy" | "value" |
+  "success_rate" | "rate": x, "ci95": [lo, hi]}``, or ``fid`` with ``fid_lo`` and ``fid_hi``)
+  whose interval now is disjoint from its interval in the reference: what another machine, whose
+  float kernels differ, must still agree with;
 - **bytes**: a stage whose inputs are the reference's (every dependency's hash in ``dvc.lock``)
   and whose environment is the reference's (torch, CPU capability, threads, device, machine: the
   ``env`` of its cost file) but whose outputs are not byte-identical (cost files excepted: they
-  hold timings). A stage with no recorded environment on either side is held to intervals only.
+  hold timings; and ``persist`` caches, whose bytes depend on history). A stage with no recorded environment on either side is held to intervals only.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import yaml
+
+from .io import venv_env
 
 VALUE_KEYS = ("accuracy", "value", "success_rate", "rate")  # the figure a "ci95" belongs to
 COST_PREFIX = "reports/cost/"
@@ -158,19 +160,26 @@ def check_verdicts(ref: Tree, cur: Tree) -> list[Finding]:
 
 
 def check_intervals(ref: Tree, cur: Tree) -> list[Finding]:
+    """A figure regresses when its interval now and its interval in the reference are disjoint
+    (a point outside the reference's interval alone is too weak a test: two runs on different
+    CPUs draw the same figure twice, and with hundreds of figures some points fall outside by
+    chance). A figure that lost its interval is held to the reference's interval."""
     out = []
     for path in ref.files("reports"):
         if path.startswith(COST_PREFIX):
             continue
-        before = ref.json(path)
-        now = cur.json(path)
-        for key, (value, lo, hi) in sorted(intervals(before).items()):
+        before, now = ref.json(path), cur.json(path)
+        now_iv = intervals(now)
+        for key, (value, lo, hi) in sorted(intervals(before).items(), key=lambda kv: show(kv[0])):
             got = _get(now, key)
+            where = f"{path}:{show(key)}"
             if not _num(got):
-                out.append(Finding("interval", f"{path}:{show(key)}", f"missing now (reference {value:g})"))
-            elif not lo <= got <= hi:
-                out.append(Finding("interval", f"{path}:{show(key)}",
-                                   f"{got:g} is outside the reference's 95% interval [{lo:g}, {hi:g}] (reference {value:g})"))
+                out.append(Finding("interval", where, f"missing now (reference {value:g})"))
+                continue
+            _, glo, ghi = now_iv.get(key, (got, got, got))
+            if ghi < lo or glo > hi:
+                out.append(Finding("interval", where, f"{got:g} [{glo:g}, {ghi:g}] does not overlap the reference's "
+                                                      f"95% interval [{lo:g}, {hi:g}] (reference {value:g})"))
     return out
 
 
@@ -184,12 +193,25 @@ def _env(tree: Tree, outs: dict[str, str | None]) -> dict | None:
     return data.get("env") if isinstance(data, dict) else None
 
 
+def persist_outs(tree: Tree) -> set[str]:
+    """Outputs declared ``persist: true`` in dvc.yaml (caches kept across runs, such as the
+    scraper's shards): their bytes depend on history, not only on the stage's inputs."""
+    spec = yaml.safe_load(tree.read("dvc.yaml") or "") or {}
+    found = set()
+    for stage in (spec.get("stages") or {}).values():
+        for out in (stage.get("outs") or []) if isinstance(stage, dict) else []:
+            if isinstance(out, dict):
+                found |= {p for p, opts in out.items() if isinstance(opts, dict) and opts.get("persist")}
+    return found
+
+
 def check_bytes(ref: Tree, cur: Tree) -> tuple[list[Finding], list[str]]:
     """Findings, and the stages rebuilt by this run (their cost file, which holds timings, is
     new) and held byte for byte to the reference (same inputs, same recorded environment). A
     stage restored from the cache is identical by construction and not listed; its outputs are
     still checked."""
     before, after = ref.lock(), cur.lock()
+    skip = persist_outs(cur)
     out, compared = [], []
     for stage in sorted(set(before) & set(after)):
         if _entries(before[stage].get("deps")) != _entries(after[stage].get("deps")):
@@ -198,12 +220,13 @@ def check_bytes(ref: Tree, cur: Tree) -> tuple[list[Finding], list[str]]:
         env_b, env_a = _env(ref, outs_b), _env(cur, outs_a)
         if env_b is None or env_b != env_a:
             continue
-        if any(p.startswith(COST_PREFIX) and outs_b.get(p) != outs_a.get(p) for p in outs_a):
+        differ = [p for p in sorted(set(outs_b) | set(outs_a))
+                  if not p.startswith(COST_PREFIX) and p not in skip and outs_b.get(p) != outs_a.get(p)]
+        out += [Finding("bytes", f"{stage}:{p}", "not byte-identical to the reference although its inputs and "
+                        "environment are the same") for p in differ]
+        rebuilt = any(p.startswith(COST_PREFIX) and outs_b.get(p) != outs_a.get(p) for p in outs_a)
+        if rebuilt and not differ:
             compared.append(stage)
-        for path in sorted(set(outs_b) | set(outs_a)):
-            if not path.startswith(COST_PREFIX) and outs_b.get(path) != outs_a.get(path):
-                out.append(Finding("bytes", f"{stage}:{path}", "not byte-identical to the reference "
-                                   "although its inputs and environment are the same"))
     return out, compared
 
 
@@ -245,7 +268,8 @@ Runner = Callable[[list[str]], None]
 def dvc_runner(root: Path) -> Runner:
     def run(args: list[str]) -> None:
         print("$ dvc " + " ".join(args), flush=True)
-        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root)
+        # venv_env: the stages' `python` must be this interpreter (advgen, torch), not PATH's first
+        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=venv_env())
         if proc.returncode:
             raise RerunError(f"`dvc {' '.join(args)}` failed with exit code {proc.returncode}")
     return run

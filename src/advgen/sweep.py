@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 from typing import Callable
+
+import yaml
 
 Runner = Callable[[list[str]], str]
 
@@ -34,6 +37,19 @@ def grid(axes: list[str]) -> list[list[tuple[str, str]]]:
     if len(set(keys)) != len(keys):
         raise SweepError(f"an axis is given twice: {', '.join(keys)}")
     return [list(zip(keys, combo)) for combo in itertools.product(*(vals for _, vals in parsed))]
+
+
+def check_keys(params: Path, axes: list[str]) -> None:
+    """Refuse an axis whose key is not in ``params`` (``dvc exp run -S`` would add it, and every
+    queued experiment would then fail the params check)."""
+    data = yaml.safe_load(params.read_text()) or {}
+    for axis in axes:
+        key, _ = parse_axis(axis)
+        node = data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise SweepError(f"axis {axis!r}: {params} has no key {key!r} (at {part!r})")
+            node = node[part]
 
 
 def name_of(point: list[tuple[str, str]], prefix: str = "") -> str:
