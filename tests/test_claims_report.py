@@ -45,7 +45,7 @@ def test_every_claim_has_a_row_and_only_c3_needs_no_data():
     assert set(verdicts.values()) == {"not_measured"}  # no metrics, no verdict
     c3 = next(r for r in rows if r["id"] == "C3")
     assert c3["experiment"].startswith("worked example, not an experiment")
-    assert set(rows[0]) == {"id", "claim", "experiment", "measured", "criterion", "verdict"}
+    assert set(rows[0]) == {"id", "claim", "experiment", "measured", "criterion", "seeds", "verdict"}
 
 
 def _paired(clean_right_only: int, adv_right_only: int) -> dict:
@@ -157,7 +157,7 @@ def test_markdown_summary_keeps_claims_and_sanity_checks(tmp_path):
     r = _report(tmp_path)
     md = r.markdown
     assert md.startswith("# advgen report\n")
-    assert "## Claims" in md and "| id | claim | experiment | measured | criterion | verdict | shown in |" in md
+    assert "## Claims" in md and "| id | claim | experiment | measured | criterion | over seeds | verdict | shown in |" in md
     assert "| C3 | Logistic regression" in md and "| **supported** |" in md and "| **not_measured** |" in md
     assert "## Sanity checks" in md and "2 checks on 1 models: **1 failed**." in md
     assert "| cnn | pgd_le_fgsm | pass | never above FGSM |" in md
@@ -289,7 +289,7 @@ def test_the_claims_table_comes_first_and_links_to_the_experiments(tmp_path):
     c3 = next(ln for ln in r.markdown.splitlines() if ln.startswith("| C3 |"))
     assert c3.endswith(f"| **supported** | {MISSING} |")  # a worked example: no section to link to
     # claims.json keeps its six columns, no link
-    assert set(r.claims[0]) == {"id", "claim", "experiment", "measured", "criterion", "verdict"}
+    assert set(r.claims[0]) == {"id", "claim", "experiment", "measured", "criterion", "seeds", "verdict"}
 
 
 def test_every_claim_but_the_worked_example_names_its_section():

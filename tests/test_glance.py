@@ -51,7 +51,7 @@ def test_readme_results_section_is_the_committed_claims():
 
 def test_readme_report_and_cli_agree(capsys):
     block = _readme_block()
-    readme = {m[0]: (m[1], m[2]) for m in re.findall(r"^\| \[?(C\d+a?)\]?\S* \| .*? \| \**([a-z ]+?)\** \| (.*) \|$",
+    readme = {m[0]: (m[1], m[2]) for m in re.findall(r"^\| \[?(C\d+a?)\]?\S* \| .*? \| \**([a-z ]+?)\**(?: \(\d+ seeds\))? \| (.*) \|$",
                                                      block, re.M)}
     summary = (ROOT / "reports/summary.md").read_text()
     report = dict(re.findall(r"^\| (C\d+a?) \| .* \| \*\*([a-z_]+)\*\* \| [^|]* \|$", summary, re.M))
@@ -69,6 +69,8 @@ def test_readme_report_and_cli_agree(capsys):
         assert readme[r["id"]][1].replace("\\|", "|") == glance.headline_figure(r["measured"])
         assert figures[r["id"]] == glance.headline_figure(r["measured"])
     assert glance.counts(CLAIMS) in block
+    seeded = {r["id"] for r in CLAIMS if r["seeds"]}  # judged over seeds: the README says so
+    assert seeded == {"C9", "C10"} and all(re.search(rf"^\| \[{c}\].* \(3 seeds\) \|", block, re.M) for c in seeded)
 
 
 def test_cli_markdown_is_the_readme_block(capsys):

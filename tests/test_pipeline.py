@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -129,6 +130,39 @@ def test_outputs(repo: Path):
     _backdoor_outputs(repo, summary, titles)
     _scrape_outputs(repo, summary)
     _generative_outputs(repo, summary, titles)
+    _replicate_outputs(repo, summary, {c["id"]: c for c in claims})
+
+
+def _replicate_outputs(repo: Path, summary: str, claims: dict[str, dict]) -> None:
+    """Each seed of replicate.seeds trains its own models (different weights per seed), and C9's
+    and C10's rows show the per-seed figures; no other claim is replicated."""
+    weights = {}
+    for s in (0, 1, 2):
+        for name in ("cnn", "cnn_fgsm_at"):
+            m = load_model(repo / f"models/replicate/c9/{s}/{name}")
+            assert m.sidecar["seed"] == s and m.sidecar["profile"] == "smoke"
+            weights[(s, name)] = (repo / f"models/replicate/c9/{s}/{name}/model.safetensors").read_bytes()
+        c9 = json.loads((repo / f"reports/replicate/c9/{s}/metrics.json").read_text())
+        assert c9["seed"] == s and c9["n"] == 16 and c9["eps"] == 0.1  # the defended eval size, the training eps
+        assert [r["stage"] for r in c9["cascade"]["stages"]] == ["clean", "fgsm", "pgd", "apgd_ce", "apgd_t", "square"]
+        assert c9["cascade"]["robust"]["accuracy"] == c9["defended_worst_case"]
+        c10 = json.loads((repo / f"reports/replicate/c10/{s}/metrics.json").read_text())
+        assert c10["reference"] == "cnn_5ep" and c10["n_eval"] == 200
+        for name in ("cnn_5ep", "badnets_src", "badnets_10"):
+            assert load_model(repo / f"models/replicate/c10/{s}/{name}").sidecar["seed"] == s
+    assert len(set(weights.values())) == len(weights)
+    # seed 0 is the top-level seed: its replicates follow the train, defend and poison stages' recipes
+    # bit for bit (same machine), so they are the main run's models
+    from safetensors.torch import load_file
+    for main, rep in (("cnn", "c9/0/cnn"), ("cnn_fgsm_at", "c9/0/cnn_fgsm_at"), ("cnn_5ep", "c10/0/cnn_5ep"),
+                      ("badnets_src", "c10/0/badnets_src"), ("badnets_10", "c10/0/badnets_10")):
+        a = load_file(str(repo / "models" / main / "model.safetensors"))
+        b = load_file(str(repo / "models/replicate" / rep / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (main, rep)
+    for cid in ("C9", "C10"):
+        assert claims[cid]["seeds"].startswith("seeds 0 / 1 / 2: ") and "criterion holds on" in claims[cid]["seeds"]
+    assert not any(c["seeds"] for cid, c in claims.items() if cid not in ("C9", "C10"))
+    assert "## Verdicts over seeds (C9, C10)" in summary
 
 
 def _scrape_outputs(repo: Path, summary: str) -> None:
@@ -330,6 +364,19 @@ def _keys(obj):
     return [k for k, v in obj.items() for k in [k, *(_keys(v) if isinstance(v, dict) else [])]]
 
 
+def _seed_rule(figures: list[tuple[list[float], float, bool]], per_seed: list[bool]) -> bool:
+    """advgen.claims.SEED_RULE recomputed with numpy: every figure's 95% t-interval of the mean on
+    its passing side (>= threshold when the bool is True), and the per-seed criterion on >= 2 of 3."""
+    from scipy.stats import t
+
+    ok = sum(per_seed) >= 2
+    for values, threshold, higher in figures:
+        v = np.asarray(values, dtype=float)
+        half = t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+        ok &= bool(v.mean() - half >= threshold) if higher else bool(v.mean() + half <= threshold)
+    return ok
+
+
 def _claims_follow_their_criteria(repo: Path, verdicts: dict[str, str]) -> None:
     """Recompute the smoke run's verdicts from the stage metrics with each criterion's arithmetic."""
     assert verdicts["C3"] == "supported"
@@ -352,18 +399,25 @@ def _claims_follow_their_criteria(repo: Path, verdicts: dict[str, str]) -> None:
     c4 = all(a["accuracy_drop"] < b["accuracy_drop"] and a["mean_margin_drop"] < b["mean_margin_drop"]
              for a, b in zip(rows, rows[1:]))
     assert verdicts["C4"] == ("supported" if c4 else "not_supported")
-    vs = json.loads((repo / "reports/robustness/cnn_fgsm_at/metrics.json").read_text())["vs_base"]["eps"]["0.1"]
-    c9 = vs["defended_worst_case"] - vs["base_pgd"] >= 0.10 and vs["paired"]["p_a_higher"] < 0.01
-    assert verdicts["C9"] == ("supported" if c9 else "not_supported")
+    # C9 and C10 are judged over the seeds of replicate.seeds (the seed rule, issue 23)
+    c9 = [json.loads((repo / f"reports/replicate/c9/{s}/metrics.json").read_text()) for s in (0, 1, 2)]
+    gains = [m["defended_worst_case"] - m["base_pgd"] for m in c9]
+    assert gains == pytest.approx([m["gain"] for m in c9])
+    c9_ok = _seed_rule([(gains, 0.10, True)], [g >= 0.10 and m["paired"]["p_a_higher"] < 0.01 for g, m in zip(gains, c9)])
+    assert verdicts["C9"] == ("supported" if c9_ok else "not_supported")
     sz = json.loads((repo / "reports/sanitize/metrics.json").read_text())
     both, det = sz["preprocessing"]["both"], sz["detector"]["attacks"]
     tpr = det["pgd"]["detection"]["tpr"], det["detector_aware_pgd"]["detection"]["tpr"]
     c9a = (both["pgd_naive"]["accuracy"] - both["pgd_bpda"]["accuracy"] >= 0.2
            and both["pgd_naive_vs_bpda"]["p_a_higher"] < 0.01 and None not in tpr and tpr[0] - tpr[1] >= 0.2)
     assert verdicts["C9a"] == ("supported" if c9a else "not_supported")
-    bd = {n: json.loads((repo / f"reports/backdoor/{n}/metrics.json").read_text()) for n in ("badnets_src", "badnets_10")}
-    c10 = all(m["undefended"]["asr"]["value"] >= 0.9 and m["ca_drop"]["cnn_5ep"]["value"] <= 0.01 for m in bd.values())
-    assert verdicts["C10"] == ("supported" if c10 else "not_supported")
+    c10 = [json.loads((repo / f"reports/replicate/c10/{s}/metrics.json").read_text())["configs"] for s in (0, 1, 2)]
+    assert all(sorted(r) == ["badnets_10", "badnets_src"] for r in c10)
+    figures = [(vals, t, hi) for n in ("badnets_src", "badnets_10")
+               for vals, t, hi in (([r[n]["asr"]["value"] for r in c10], 0.9, True),
+                                   ([r[n]["ca_drop"]["value"] for r in c10], 0.01, False))]
+    per_seed = [all(r[n]["asr"]["value"] >= 0.9 and r[n]["ca_drop"]["value"] <= 0.01 for n in r) for r in c10]
+    assert verdicts["C10"] == ("supported" if _seed_rule(figures, per_seed) else "not_supported")
     ev = json.loads((repo / "reports/generative/metrics.json").read_text())["models"]
     probe = json.loads((repo / "reports/gan/minimax/metrics.json").read_text())["probe"]
     c11 = probe["ratio_end"] >= 10 and ev["nonsat"]["fid_ci95"][1] < ev["minimax"]["fid_ci95"][0]
@@ -430,12 +484,15 @@ def test_forced_rerun_is_byte_identical(repo: Path):
              "reports/diffusion/linear/metrics.json", "reports/diffusion/linear/trajectory.png",
              "data/index/index.parquet", "data/scraped/p1_phash/train.safetensors", "data/scraped/p1_none/status.tsv",
              "reports/scrape/p1_sha256/stats.json", "reports/split_view/metrics.json",
-             "models/split_view/p1_none/model.safetensors"]
+             "models/split_view/p1_none/model.safetensors", "models/replicate/c9/1/cnn_fgsm_at/model.safetensors",
+             "reports/replicate/c9/1/metrics.json", "reports/replicate/c10/2/metrics.json",
+             "models/replicate/c10/2/badnets_src/model.safetensors"]
     before = {f: (repo / f).read_bytes() for f in files}
     shutil.rmtree(repo / "data/scrape_cache")  # the forced scrape fetches every shard again from a fresh web
     for stage in ("ingest", "train@cnn", "attack@cnn", "transfer", "robustness@cnn", "defend@cnn_fast_at", "sanitize",
                   "certify@cnn_gaussian", "poison", "train@badnets_1", "backdoor_defense@badnets_1", "gan@wgan_gp",
-                  "autoencoder", "diffusion@linear", "evaluate_generative", "curate", "scrape", "split_view"):
+                  "autoencoder", "diffusion@linear", "evaluate_generative", "curate", "scrape", "split_view",
+                  "replicate_c9@1", "replicate_c10@2"):
         dvc(repo, "repro", "-f", "-s", stage)
     assert {f: (repo / f).read_bytes() for f in files} == before
     # Only the cost files changed (timings vary), and no stage depends on them.
@@ -572,6 +629,18 @@ def test_a_model_trained_elsewhere_is_imported_and_ranked(repo: Path):
     assert re.search(rf"^\| \d+ \| my_cnn \| {cnn['n']} \| ", summary, re.M)  # a leaderboard row
     params.write_text(text)
     assert stale(repo) == set()
+    # `advgen evaluate` on the same folder, outside the pipeline: the same images and checks, as an entry
+    out = repo / "weights/my_cnn.entry.json"
+    done = subprocess.run([sys.executable, "-m", "advgen.cli", "evaluate", "weights/my_cnn", "--out", str(out)],
+                          cwd=repo, capture_output=True, text=True, env=venv_env())
+    assert done.returncode == 0, done.stderr
+    e = json.loads(out.read_text())
+    assert e["clean_acc"] == cnn["clean_accuracy"] and e["n_eval"] == cnn["n"] and e["claimed_acc"] == 0.6
+    assert e["eps"] == [0.025, 0.05, 0.1, 0.15, 0.2] and e["provenance"]["kind"] == "safetensors"
+    for eps, acc in e["autoattack_acc"].items():  # other random starts, no transfer: close, not equal
+        assert abs(acc - cnn["linf"]["worst_case"][eps]) <= 3 / cnn["n"], eps
+    assert e["checks_failed"] == 0 and not e["flags"]["zero_gradient"]["raised"] and "my_cnn: clean" in done.stdout
+    out.unlink()
 
 
 def test_a_sweep_runs_through_dvcs_queue(repo: Path):

@@ -175,6 +175,23 @@ def test_cascade_is_at_least_as_strong_as_each_of_its_attacks(small_cascade):
     assert lo <= d["robust"]["accuracy"] <= hi
 
 
+def test_the_standard_and_plus_cascades_add_autoattacks_other_attacks(small_cascade):
+    """``standard`` adds FAB-T after APGD-T (AutoAttack's standard version), ``plus`` also the
+    untargeted APGD-DLR; the default keeps the committed results' attacks, drawing the same random
+    numbers, so its result is the same bit for bit."""
+    model, x, y, cfg, res = small_cascade
+    again = cascade(model, x, y, 0.1, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(again.broken_by, res.broken_by) and cfg.version == "advgen"
+    for version, stages in (("standard", ["clean", "apgd_ce", "apgd_t", "fab_t", "square"]),
+                            ("plus", ["clean", "apgd_ce", "apgd_dlr", "apgd_t", "fab_t", "square"])):
+        other = cascade(model, x, y, 0.1, dataclasses.replace(cfg, version=version), torch.Generator().manual_seed(0))
+        assert other.stages == stages and other.white_box == stages[:-1]
+        # the attacks shared with the default see the same examples and random numbers up to APGD-T
+        k = stages.index("apgd_t") if version == "standard" else stages.index("apgd_ce")
+        assert torch.equal((other.broken_by >= 0) & (other.broken_by <= k), (res.broken_by >= 0) & (res.broken_by <= k))
+        assert int(other.robust.sum()) <= int(res.robust.sum()) + 2
+
+
 def test_cascade_runs_each_attack_only_on_survivors(digits_cnn):
     model, x, y, _ = digits_cnn
     cfg = CascadeConfig(apgd_steps=5, n_target_classes=1, square_queries=20, n_square=50)
@@ -272,3 +289,14 @@ def test_attack_stage_reports_a_missing_model(tmp_path):
     assert proc.returncode == 2
     assert "models/cnn/model.json: not found; it is written by the train stage" in proc.stderr
     assert not (tmp_path / "reports").exists()
+
+
+def test_an_unknown_cascade_version_names_the_key():
+    from advgen.attacks.params import load_attack_config
+    from advgen.config import ConfigError
+
+    params = yaml.safe_load(open("params.yaml"))
+    assert load_attack_config(params).cascade == "advgen"  # not in params.yaml: the committed results' cascade
+    params["attack"]["cascade"] = "fast"
+    with pytest.raises(ConfigError, match=r"attack\.cascade.*must be advgen, standard or plus, found 'fast'"):
+        load_attack_config(params)

@@ -193,8 +193,9 @@ def test_a_params_file_changes_only_with_the_values_its_stage_reads(tmp_path):
     assert "exit" not in proc.stdout, proc.stderr
     after = {p.name: p.read_bytes() for p in (tmp_path / "reports/params").iterdir()}
     changed = sorted(n for n in before if before[n] != after[n])
-    train_like = sorted(n for n in before if n.startswith(("train@", "defend@")) or n == "split_view.json")
-    assert changed == train_like, changed  # train.lr: the train and defend stages, and split_view's cnns
+    train_like = sorted(n for n in before if n.startswith(("train@", "defend@", "replicate_")) or n == "split_view.json")
+    # train.lr: the train and defend stages, split_view's cnns and the seed replicates' trainings
+    assert changed == train_like and "replicate_c9@1.json" in changed, changed
 
 
 def test_a_stage_refuses_params_that_changed_since_validate(tmp_path):

@@ -26,6 +26,8 @@ from .generative import claims as generative_claims
 from .generative import params as generative_params
 from .scrape import claims as scrape_claims
 from .scrape import params as scrape_params
+from .seeds import claims as seeds_claims
+from .seeds import params as seeds_params
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ AREAS: tuple[Area, ...] = (
     Area("backdoors", backdoors_params, backdoors_claims.CLAIMS),
     Area("scrape", scrape_params, scrape_claims.CLAIMS),
     Area("generative", generative_params, generative_claims.CLAIMS),
+    Area("seeds", seeds_params, seeds_claims.CLAIMS),
 )
 
 
@@ -56,9 +59,10 @@ def report_parts() -> list[ModuleType]:
     from .defenses import report as defenses
     from .generative import report as generative
     from .scrape import report as scrape
+    from .seeds import report as seeds
 
     parts = {"attacks": attacks, "defenses": defenses, "backdoors": backdoors, "scrape": scrape,
-             "generative": generative}
+             "generative": generative, "seeds": seeds}
     return [parts[a.name] for a in AREAS]
 
 

@@ -323,6 +323,57 @@ def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+EVALUATE_DESCRIPTION = """\
+Evaluate a classifier trained outside the pipeline as RobustBench reports one: the robustness
+stage's cascade (FGSM, PGD, APGD-CE, APGD-T, Square), its sanity checks and AutoAttack's
+zero-gradient and softmax-output flags, on the leaderboard's evaluation images of the active
+profile (params.yaml), written as one JSON entry: clean, claimed and worst-case accuracy per eps,
+threat model, forward passes, checks.
+
+PATH is a folder with model.safetensors and model.json ({"arch": a zoo architecture, optional
+"arch_kwargs", "claimed_accuracy", "source"}), or a TorchScript file (torch.jit.save). Pickles
+(torch.save, .pkl) are refused, never loaded. To rank the model in the report's leaderboard too,
+add its folder to params.yaml's imports.models and its name to attack.models (README, "Add your
+own model").
+
+examples:
+  advgen evaluate models/cnn --eps 0.1 --n 200         one eps, 200 images
+  advgen evaluate my_model.pt --claimed 0.91 --out my_model.json"""
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", type=Path, metavar="PATH", help="model folder (safetensors + JSON) or TorchScript file")
+    p.add_argument("--name", help="the entry's name (default: PATH's name)")
+    p.add_argument("--claimed", type=float, help="accuracy the model's authors claim (fraction)")
+    p.add_argument("--eps", type=float, action="append", help="L-inf eps (repeat; default: attack.eps_linf)")
+    p.add_argument("--n", type=int, help="evaluation images (default: the profile's attack.n_eval)")
+    p.add_argument("--defended", action="store_true", help="use the defended models' grid and sizes")
+    p.add_argument("--out", type=Path, help="where to write the entry (default: <name>.json here)")
+
+
+def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .attacks.benchmark import EvaluateError, evaluate_path
+    from .config import ConfigError, load_params
+    from .io import atomic_write_json
+
+    name = args.name or args.path.stem
+    try:
+        entry = evaluate_path(args.path, load_params(), name=name, claimed=args.claimed, eps=args.eps, n_eval=args.n,
+                              defended=args.defended, log=lambda s: print(f"[evaluate {name}] {s}", file=sys.stderr))
+    except (EvaluateError, ConfigError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    from .utils import round_floats
+
+    out = args.out or Path(f"{name}.json")
+    atomic_write_json(out, round_floats(entry))  # the whole entry or nothing
+    worst = ", ".join(f"eps {e}: {100 * v:.1f}%" for e, v in entry["autoattack_acc"].items())
+    raised = [k for k, v in entry["flags"].items() if v["raised"]]
+    print(f"{name}: clean {100 * entry['clean_acc']:.1f}%, worst case {worst} (n={entry['n_eval']}); "
+          f"checks failed {entry['checks_failed']}; flags {', '.join(raised) or 'none'}; written to {out}")
+    return 0
+
+
 @dataclass(frozen=True)
 class Command:
     """One ``advgen`` subcommand: its name, its one-line help (listed by ``advgen --help``), how it
@@ -348,6 +399,8 @@ COMMANDS: tuple[Command, ...] = (
             _rerun_arguments, RERUN_DESCRIPTION),
     Command("sweep", "queue a grid of params as DVC experiments (and run them)", _sweep, _sweep_arguments,
             SWEEP_DESCRIPTION),
+    Command("evaluate", "a model you bring, through the cascade and checks, as a RobustBench-style entry",
+            _evaluate, _evaluate_arguments, EVALUATE_DESCRIPTION),
     Command("screenshot", "open the HTML report in headless Chromium, check it and save a PNG", _screenshot,
             _screenshot_arguments),
 )

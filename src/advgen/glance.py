@@ -100,6 +100,8 @@ def markdown(claims: Sequence[Mapping], links: Mapping[str, str], profile: str =
     for r in rows:
         cid = f"[{r['id']}]({summary}#{md_anchor(links[r['id']])})" if r["id"] in links else r["id"]
         verdict = f"**{VERDICTS[r['verdict']]}**" if r["verdict"] == "supported" else VERDICTS[r["verdict"]]
+        if r.get("seeds"):  # judged over seeds (claims.SEED_RULE): "seeds 0 / 1 / 2: ..."
+            verdict += f" ({r['seeds'].split(':', 1)[0].count('/') + 1} seeds)"
         cells = [cid, r["claim"], verdict, headline_figure(r["measured"])]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -264,10 +264,12 @@ def claims_section(claims: list[dict], sections: Sequence[Section], claim_sectio
 
     return Section("Claims", [
         Paragraph("Criteria are fixed in each area's `src/advgen/<area>/claims.py` before the runs; "
-                  "a claim the data does not support is reported as such. The last column links to the "
+                  "a claim the data does not support is reported as such. A claim replicated over seeds (C9, C10) "
+                  "shows its per-seed figures under \"over seeds\", and its verdict is the seed rule's (fixed in "
+                  "`src/advgen/claims.py`); the others rest on one run. The last column links to the "
                   "section that shows the claim's experiment."),
-        Table(["id", "claim", "experiment", "measured", "criterion", "verdict", "shown in"],
-              [[r["id"], r["claim"], r["experiment"], r["measured"], r["criterion"],
+        Table(["id", "claim", "experiment", "measured", "criterion", "over seeds", "verdict", "shown in"],
+              [[r["id"], r["claim"], r["experiment"], r["measured"], r["criterion"], r.get("seeds") or MISSING,
                 Cell(r["verdict"], r["verdict"], strong=True), shown_in(r["id"])] for r in claims], id="claims")])
 
 

@@ -33,6 +33,10 @@ class AttackConfig:
     square_p_init: float
     queries_per_minute: float
     window_minutes: float
+    # the worst-case cascade's white-box attacks (advgen.attacks.robustness.CASCADES): "advgen" (APGD-CE,
+    # APGD-T: the committed results), "standard" (+ FAB-T: AutoAttack's standard version) or "plus"
+    # (+ APGD-DLR and FAB-T). Not in params.yaml by default: setting it reruns every robustness stage.
+    cascade: str = field(default="advgen", kw_only=True)
     square_sweep: bool = field(default=False, kw_only=True)  # Square at every eps_linf (else at square_eps only: C7's experiment)
     # Models of the defend stage survive most attacks, so each attack costs several times more on
     # them: these keys replace the ones above for them (``defended_sizes``: the size-like ones).
@@ -63,6 +67,8 @@ class AttackConfig:
                               keys=("defended",)) from None
 
     def validate(self) -> None:
+        require(self.cascade in ("advgen", "standard", "plus"), "cascade",
+                f"must be advgen, standard or plus, found {self.cascade!r}")
         for key in ("eps_linf", "eps_l2"):
             bad = [e for e in getattr(self, key) if e < 0]
             require(not bad, key, f"must hold eps >= 0, found {bad}")

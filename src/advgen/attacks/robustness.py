@@ -29,6 +29,7 @@ from ..evaluation import predict
 from ..stats import accuracy_ci, mcnemar, wilson
 from .apgd import APGD, APGDT
 from .base import Attack, AttackError, lp_norm
+from .fab import FABT
 from .fgsm import FGSM
 from .noise import UniformNoise
 from .params import AttackConfig
@@ -145,13 +146,32 @@ class CascadeConfig:
     n_square: int = 1000  # Square runs on the survivors among the first n_square examples
     more_restarts: int = 2
     batch_size: int = 250
+    version: str = "advgen"  # which white-box attacks: a key of CASCADES
 
 
 def cascade_config(cfg: AttackConfig) -> CascadeConfig:
     """The cascade budgets of an :class:`~advgen.attacks.params.AttackConfig`."""
     return CascadeConfig(apgd_steps=cfg.apgd_steps, n_target_classes=cfg.n_target_classes,
                          square_queries=cfg.square_queries, square_p_init=cfg.square_p_init,
-                         n_square=cfg.n_square, more_restarts=cfg.more_restarts)
+                         n_square=cfg.n_square, more_restarts=cfg.more_restarts, version=cfg.cascade)
+
+
+#: The cascade's white-box attacks after the known ones, per version. "advgen" is what the committed
+#: results ran; "standard" adds FAB-T, completing AutoAttack's standard version (APGD-CE, APGD-T,
+#: FAB-T, Square); "plus" adds the untargeted APGD-DLR too (AutoAttack's plus version runs every
+#: attack with more restarts; here each runs once).
+CASCADES: dict[str, tuple[str, ...]] = {"advgen": ("apgd_ce", "apgd_t"), "standard": ("apgd_ce", "apgd_t", "fab_t"),
+                                        "plus": ("apgd_ce", "apgd_dlr", "apgd_t", "fab_t")}
+
+
+def _white_box(name: str, model: nn.Module, eps: float, cfg: CascadeConfig, generator: torch.Generator) -> Attack:
+    if name == "apgd_ce":
+        return APGD(model, eps, loss="ce", steps=cfg.apgd_steps, generator=generator)
+    if name == "apgd_dlr":
+        return APGD(model, eps, loss="dlr", steps=cfg.apgd_steps, generator=generator)
+    if name == "apgd_t":
+        return APGDT(model, eps, steps=cfg.apgd_steps, n_target_classes=cfg.n_target_classes, generator=generator)
+    return FABT(model, eps, steps=cfg.apgd_steps, n_target_classes=cfg.n_target_classes)
 
 
 @dataclass
@@ -209,8 +229,10 @@ def cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg:
     """The worst case at ``eps`` (L-inf) as a cascade; each stage sees only the survivors.
 
     Order: clean -> ``known_white`` (per-example correctness (N,) of attacks already run on
-    every example, e.g. FGSM and PGD from the attack stages) -> APGD-CE -> APGD-T (targeted
-    DLR over ``n_target_classes`` classes) -> ``known_black`` (e.g. transfer attacks) ->
+    every example, e.g. FGSM and PGD from the attack stages) -> the white-box attacks of
+    ``CASCADES[cfg.version]`` (by default APGD-CE -> APGD-T, targeted DLR over
+    ``n_target_classes`` classes; "standard" adds FAB-T, "plus" APGD-DLR and FAB-T) ->
+    ``known_black`` (e.g. transfer attacks) ->
     Square (scores only) on the survivors among the first ``n_square`` examples. Black-box
     stages come last, so any example they break is one every white-box attack missed: the
     gradient-masking signal (:meth:`CascadeResult.masking_points`).
@@ -219,8 +241,9 @@ def cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg:
     """
     known_white, known_black = known_white or {}, known_black or {}
     n = len(y)
-    stages = ["clean", *known_white, "apgd_ce", "apgd_t", *known_black, "square"]
-    white = ["clean", *known_white, "apgd_ce", "apgd_t"]
+    attacks = CASCADES[cfg.version]
+    stages = ["clean", *known_white, *attacks, *known_black, "square"]
+    white = ["clean", *known_white, *attacks]
     broken = torch.full((n,), -1, dtype=torch.long)
     seconds: dict[str, float] = {}
 
@@ -232,9 +255,8 @@ def cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg:
     for name, correct in {**known_white}.items():
         mark(name, (~correct.bool().cpu()).nonzero().squeeze(1))
     dev = x.device
-    for name, attack in (("apgd_ce", APGD(model, eps, loss="ce", steps=cfg.apgd_steps, generator=generator)),
-                         ("apgd_t", APGDT(model, eps, steps=cfg.apgd_steps, n_target_classes=cfg.n_target_classes,
-                                          generator=generator))):
+    for name in attacks:
+        attack = _white_box(name, model, eps, cfg, generator)
         start = time.perf_counter()
         idx = (broken < 0).nonzero().squeeze(1)
         mark(name, _attack_on(attack, model, x, y, idx.to(dev), cfg.batch_size).cpu())

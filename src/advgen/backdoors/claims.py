@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from ..claims import Claims, Finding, verdict
+from ..claims import SEED_RULE, Claims, Finding, SeedFigure, over_seeds, seed_runs, verdict
 
 CLAIMS = Claims({
     "C10": "A poisoned trigger patch makes triggered inputs go to the target class while clean "
@@ -30,6 +30,7 @@ def _c10(c: dict) -> Finding | None:
         ok &= asr["value"] >= asr_min and drop["value"] <= drop_max
         parts.append(f"{n}: ASR {100 * asr['value']:.1f}% [{100 * asr['ci95'][0]:.1f}, {100 * asr['ci95'][1]:.1f}], "
                      f"CA {100 * m['undefended']['ca']['value']:.1f}% (drop {100 * drop['value']:+.2f} points vs {ref})")
+    judged_seeds = _over_seeds(c, asr_min, drop_max)
     sweep = "; ".join(f"{n} {100 * m['undefended']['asr']['value']:.0f}%" for n, m in bd.items() if n not in judged)
     return Finding(
         experiment=(f"poison + train + backdoor_defense stages: `cnn` trained on poisoned copies of the training set "
@@ -37,5 +38,24 @@ def _c10(c: dict) -> Finding | None:
                     f"copy against `{ref}`, the same recipe on clean data"),
         measured="; ".join(parts) + (f". Rest of the sweep (ASR): {sweep}" if sweep else ""),
         criterion=(f"for the lecture's source-specific BadNets and the largest all-to-one BadNets rate: ASR >= "
-                   f"{100 * asr_min:.0f}% and clean-accuracy drop <= {100 * drop_max:.0f} point against the clean twin"),
-        verdict=verdict(ok))
+                   f"{100 * asr_min:.0f}% and clean-accuracy drop <= {100 * drop_max:.0f} point against the clean twin"
+                   + (f"; {SEED_RULE}" if judged_seeds else "")),
+        verdict=judged_seeds.verdict if judged_seeds else verdict(ok),
+        seeds=(f"{judged_seeds.text} (replicate_c10 stages: poisoning, the poisoned models and their clean twin "
+               "retrained per seed)") if judged_seeds else "")
+
+
+def _over_seeds(c: dict, asr_min: float, drop_max: float):
+    """The seed rule's judgement of the replicate_c10 runs (None with fewer than 2 seeds)."""
+    seeds = seed_runs(c, "replicate/c10")
+    if len(seeds) < 2:
+        return None
+    names = list(next(iter(seeds.values()))["configs"])
+    figures, ok = [], [True] * len(seeds)
+    for n in names:
+        rows = [r["configs"][n] for r in seeds.values()]
+        figures += [SeedFigure(f"{n} ASR", tuple(r["asr"]["value"] for r in rows), asr_min),
+                    SeedFigure(f"{n} CA drop (points)", tuple(r["ca_drop"]["value"] for r in rows), drop_max,
+                               higher=False, unit="")]
+        ok = [o and r["asr"]["value"] >= asr_min and r["ca_drop"]["value"] <= drop_max for o, r in zip(ok, rows)]
+    return over_seeds(list(seeds), figures, ok)
