@@ -240,7 +240,7 @@ CASES = [
         ("attack", "defended"),
         {"n_eval": 5},
         {"pgd_steps": 5},
-        "params.yaml: 'attack.defended' has unknown key(s) ['n_eval']; it may override ['attacks', 'check_eps', 'convergence_eps', 'eps_l2', 'eps_linf', 'n_target_classes', 'pgd_restarts', 'pgd_steps', 'queries_per_minute', 'square_eps', 'square_p_init', 'square_sweep', 'tolerance', 'window_minutes']",
+        "params.yaml: 'attack.defended' has unknown key(s) ['n_eval']; it may override ['attacks', 'cascade', 'check_eps', 'convergence_eps', 'eps_l2', 'eps_linf', 'n_target_classes', 'pgd_restarts', 'pgd_steps', 'queries_per_minute', 'square_eps', 'square_p_init', 'square_sweep', 'tolerance', 'window_minutes']",
     ),
     (
         "attack",
