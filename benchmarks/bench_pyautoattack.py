@@ -38,7 +38,7 @@ def advgen_robust(model, x, y, eps: float, cfg: CascadeConfig, seed: int) -> tor
 def autoattack_robust(model, x, y, eps: float, seed: int) -> torch.Tensor:
     from pyautoattack import AutoAttack
 
-    adv = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed).run_standard_evaluation(x, y)
+    adv, _ = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed).run_standard_evaluation(x, y)
     return predict(model, adv) == y
 
 
