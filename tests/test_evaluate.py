@@ -156,6 +156,7 @@ def test_the_entry_is_the_cascade_worst_case_and_never_above_any_attack():
               claimed=0.9)
     assert e["clean_acc"] == pytest.approx(20 / 24) and e["claimed_acc"] == 0.9 and e["eps"] == [0.05, 0.1]
     assert e["threat_model"] == "Linf" and e["number_forward_passes"] == 1 and e["n_eval"] == 24
+    assert "attack.cascade = advgen" in e["attack"] and "APGD-T" in e["attack"] and "FAB-T" not in e["attack"]
     for eps in ("0.05", "0.1"):
         worst = e["autoattack_acc"][eps]
         assert worst <= min(e["linf"][a][eps] for a in ("fgsm", "pgd", "noise")) and worst <= e["clean_acc"]

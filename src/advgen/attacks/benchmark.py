@@ -27,7 +27,7 @@ from ..models import FORMAT, load_model
 from ..stats import accuracy_ci
 from ..zoo import ModelImportError, load_folder
 from .params import AttackConfig
-from .robustness import cascade_config, evaluate, sweep
+from .robustness import CASCADES, cascade_config, evaluate, sweep
 
 
 class EvaluateError(ValueError):
@@ -161,8 +161,9 @@ def entry(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig,
         "clean_acc": m["clean_accuracy"], "clean_acc_ci95": m["clean_ci95"], "claimed_acc": claimed,
         "autoattack_acc": {e: v["accuracy"] for e, v in worst.items()},
         "autoattack_acc_ci95": {e: v["ci95"] for e, v in worst.items()},
-        "attack": "advgen cascade: clean, FGSM, PGD, APGD-CE, APGD-T, Square (AutoAttack's standard version plus "
-                  "FGSM and PGD); no transfer attacks",
+        "attack": (f"advgen cascade, attack.cascade = {cfg.cascade}: clean, FGSM, PGD, "
+                   + ", ".join(a.upper().replace("_", "-") for a in CASCADES[cfg.cascade])
+                   + ", SQUARE; no transfer attacks"),
         "number_forward_passes": 1, "additional_data": False, "n_eval": len(y),
         "checks_passed": m["checks_passed"], "checks_failed": m["checks_failed"],
         "failed_checks": [c for c in m["checks"] if not c["passed"]],
