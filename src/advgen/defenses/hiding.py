@@ -33,11 +33,6 @@ def _square_accuracy(q_first: torch.Tensor, clean: torch.Tensor, budgets: list[i
     return {b: float((clean & ~((q >= 0) & (q <= b))).float().mean()) for b in budgets}
 
 
-def _batched(attack: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-             batch_size: int) -> list:
-    return [attack(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
-
-
 def _row(api: str, attack: str, acc: dict[int, float], n: int, seconds: float, queries: int, **extra: Any) -> dict:
     return {"api": api, "attack": attack, "accuracy": {str(b): a for b, a in acc.items()},
             "accuracy_ci95": {str(b): list(wilson_p(a, n)) for b, a in acc.items()}, "seconds": seconds,
