@@ -57,6 +57,10 @@ def main() -> None:
         else:
             cells = ["L2 " + ("—" if r["median_l2"][v] is None else f"{r['median_l2'][v]:.2f}") for v in b]
         print(f"| {r['api']} | {r['attack']} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |")
+    for api, w in m["apis"].items():
+        cells = [f"{100 * w['accuracy'][v]:.0f}% [{100 * w['accuracy_ci95'][v][0]:.0f}, "
+                 f"{100 * w['accuracy_ci95'][v][1]:.0f}]" for v in b]
+        print(f"| **{api}** | worst case ({' + '.join(w['attacks'])}) | " + " | ".join(cells) + " | |")
     print(f"total wall {wall:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

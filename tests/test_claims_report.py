@@ -38,7 +38,7 @@ def test_c3_is_the_lecture_example():
 def test_every_claim_has_a_row_and_only_c3_needs_no_data():
     rows = _table({})
     ids = [f"C{i}" for i in range(1, 19)]
-    assert [r["id"] for r in rows] == [*ids[:9], "C9a", ids[9], "C10a", *ids[10:]] == [
+    assert [r["id"] for r in rows] == [*ids[:9], "C9a", "C9b", ids[9], "C10a", *ids[10:]] == [
         cid for reg in areas.claim_registries() for cid in reg.statements]
     verdicts = {r["id"]: r["verdict"] for r in rows}
     assert verdicts.pop("C3") == "supported"
@@ -120,7 +120,7 @@ def test_report_collects_stage_metrics_and_costs(tmp_path):
                                                                      "peak_rss_mb": 100.0}))
     (tmp_path / "metrics.json").write_text("{}")  # the report's own output is never collected
     summary, claims, headline = build_report(tmp_path, areas.report_parts(), areas.claim_registries())
-    assert headline == {"claims_supported": 1, "claims_not_supported": 0, "claims_not_measured": 19,
+    assert headline == {"claims_supported": 1, "claims_not_supported": 0, "claims_not_measured": 20,
                         **{f"verdict_{r['id']}": r["verdict"] for r in claims}}
     assert headline["verdict_C3"] == "supported" and headline["verdict_C1"] == "not_measured"
     assert "| cnn | cnn | 10 | 5 | 1 | 90.0 [85.0, 93.0] | 0.3000 | 1.5 | 2.0 | 100 |" in summary

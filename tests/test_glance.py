@@ -45,24 +45,24 @@ def test_readme_results_section_is_the_committed_claims():
     """Rewritten by the report stage; `advgen claims --readme` after checking out other results."""
     profile = yaml.safe_load((ROOT / "params.yaml").read_text())["profile"]
     expected = glance.markdown(CLAIMS, _links(), profile)
-    assert len(_links()) == 19 and "C3" not in _links()  # every claim but the worked example has a section
+    assert len(_links()) == 20 and "C3" not in _links()  # every claim but the worked example has a section
     assert _readme_block() == expected, "README.md's results section is stale: run `advgen claims --readme`"
 
 
 def test_readme_report_and_cli_agree(capsys):
     block = _readme_block()
-    readme = {m[0]: (m[1], m[2]) for m in re.findall(r"^\| \[?(C\d+a?)\]?\S* \| .*? \| \**([a-z ]+?)\**(?: \(\d+ seeds\))? \| (.*) \|$",
+    readme = {m[0]: (m[1], m[2]) for m in re.findall(r"^\| \[?(C\d+[ab]?)\]?\S* \| .*? \| \**([a-z ]+?)\**(?: \(\d+ seeds\))? \| (.*) \|$",
                                                      block, re.M)}
     summary = (ROOT / "reports/summary.md").read_text()
-    report = dict(re.findall(r"^\| (C\d+a?) \| .* \| \*\*([a-z_]+)\*\* \| [^|]* \|$", summary, re.M))
+    report = dict(re.findall(r"^\| (C\d+[ab]?) \| .* \| \*\*([a-z_]+)\*\* \| [^|]* \|$", summary, re.M))
     for r in CLAIMS:  # the report's row shows the same measured text the figure is cut from
         assert f"| {r['measured'].replace('|', chr(92) + '|')} |" in summary, r["id"]
     main(["claims"])
     out = capsys.readouterr().out
-    cli = dict(re.findall(r"^(C\d+a?) +(supported|not supported|not measured)  ", out, re.M))
-    figures = dict(re.findall(r"^(C\d+a?) +(?:supported|not supported|not measured) +(.*)$", out, re.M))
+    cli = dict(re.findall(r"^(C\d+[ab]?) +(supported|not supported|not measured)  ", out, re.M))
+    figures = dict(re.findall(r"^(C\d+[ab]?) +(?:supported|not supported|not measured) +(.*)$", out, re.M))
     ids = [r["id"] for r in CLAIMS]
-    assert list(readme) == ids and list(report) == ids and list(cli) == ids and len(ids) == 20
+    assert list(readme) == ids and list(report) == ids and list(cli) == ids and len(ids) == 21
     for r in CLAIMS:
         shown = glance.VERDICTS[r["verdict"]]
         assert readme[r["id"]][0] == shown == cli[r["id"]] and report[r["id"]] == r["verdict"], r["id"]

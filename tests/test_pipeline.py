@@ -90,7 +90,7 @@ def test_outputs(repo: Path):
     assert 0.55 < json.loads((repo / "reports/headline/train/cnn.json").read_text())["test_accuracy"] < 0.7
     _headline_metrics_are_small(repo)
     report = json.loads((repo / "reports/headline/report.json").read_text())
-    assert sum(report[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 20
+    assert sum(report[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 21
     assert report["verdict_C3"] == "supported"
     assert (repo / "reports/figures/worst_case.png").read_bytes()[:4] == b"\x89PNG"
     summary = (repo / "reports/summary.md").read_text()
@@ -340,9 +340,39 @@ def _defense_outputs(repo: Path, summary: str) -> None:
     assert set(sanitize["preprocessing"]) == {"none", "bit_depth", "median", "both"}
     certify = json.loads((repo / "reports/certify/cnn_gaussian/metrics.json").read_text())
     assert certify["n_eval"] == 8 and set(certify["certified_accuracy"]) == {"0", "0.25", "0.5", "1"}
+    _hiding_outputs(repo)
     for title in ("## Defenses (C9)", "## Feature squeezing: naive against adaptive (C9a)",
-                  "## Randomized smoothing: cnn_gaussian"):
+                  "## Randomized smoothing: cnn_gaussian", "## Hiding information: label-only and rounded-score APIs (C9b)"):
         assert title in summary, title
+
+
+def _hiding_outputs(repo: Path) -> None:
+    """The hiding stage attacks replicate_c9@0's models; each API's accuracy and paired test follow
+    from its per-image breaks (recomputed here), and smoke's budgets lack C9b's 1,000."""
+    m = json.loads((repo / "reports/hiding/metrics.json").read_text())
+    assert (m["seed"], m["base"], m["defended"]) == (0, "cnn", "cnn_fgsm_at") and set(m["models"]) == {"cnn", "cnn_fgsm_at"}
+    rows = (repo / "reports/hiding/curve.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["model", "api", "queries", "hours", "accuracy"] and len(rows) == 1 + 2 * 3 * 3
+    head = json.loads((repo / "reports/headline/hiding.json").read_text())
+    for name, r in m["models"].items():
+        assert r["n"] == 8 and r["budgets"] == [10, 100, 300]
+        scores = r["apis"]["scores"]["broken_at"]
+        for api, w in r["apis"].items():
+            for b in r["budgets"]:
+                kept = [f is None or f > b for f in w["broken_at"]]
+                assert w["accuracy"][str(b)] == pytest.approx(sum(kept) / r["n"], abs=1e-6)
+                if b in r["budgets"][-2:]:  # the headline keeps the two largest budgets
+                    assert head[name][f"{api}@{b}"] == w["accuracy"][str(b)]
+                if api != "scores":
+                    full = [f is None or f > b for f in scores]
+                    t = w["vs_scores"][str(b)]
+                    assert (t["only_a"], t["only_b"]) == (sum(k and not f for k, f in zip(kept, full)),
+                                                          sum(f and not k for k, f in zip(kept, full)))
+            assert w["accuracy"][str(r["budgets"][0])] <= r["clean_accuracy"]
+        # full scores' worst case includes the label attack: never above the label API's
+        assert all(r["apis"]["scores"]["accuracy"][b] <= r["apis"]["label"]["accuracy"][b] for b in r["apis"]["label"]["accuracy"])
+    claim = next(c for c in json.loads((repo / "reports/claims.json").read_text()) if c["id"] == "C9b")
+    assert claim["verdict"] == "not_measured" and "1000 in hiding.budgets" in claim["measured"]
 
 
 def _headline_metrics_are_small(repo: Path) -> None:
@@ -486,13 +516,14 @@ def test_forced_rerun_is_byte_identical(repo: Path):
              "reports/scrape/p1_sha256/stats.json", "reports/split_view/metrics.json",
              "models/split_view/p1_none/model.safetensors", "models/replicate/c9/1/cnn_fgsm_at/model.safetensors",
              "reports/replicate/c9/1/metrics.json", "reports/replicate/c10/2/metrics.json",
-             "models/replicate/c10/2/badnets_src/model.safetensors"]
+             "models/replicate/c10/2/badnets_src/model.safetensors", "reports/hiding/metrics.json",
+             "reports/hiding/curve.tsv"]
     before = {f: (repo / f).read_bytes() for f in files}
     shutil.rmtree(repo / "data/scrape_cache")  # the forced scrape fetches every shard again from a fresh web
     for stage in ("ingest", "train@cnn", "attack@cnn", "transfer", "robustness@cnn", "defend@cnn_fast_at", "sanitize",
                   "certify@cnn_gaussian", "poison", "train@badnets_1", "backdoor_defense@badnets_1", "gan@wgan_gp",
                   "autoencoder", "diffusion@linear", "evaluate_generative", "curate", "scrape", "split_view",
-                  "replicate_c9@1", "replicate_c10@2"):
+                  "replicate_c9@1", "replicate_c10@2", "hiding"):
         dvc(repo, "repro", "-f", "-s", stage)
     assert {f: (repo / f).read_bytes() for f in files} == before
     # Only the cost files changed (timings vary), and no stage depends on them.

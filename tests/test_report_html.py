@@ -77,16 +77,16 @@ def test_report_writes_its_outputs_deterministically(real_report, tmp_path):
     models = sorted(p.name for p in (real_report / "robustness").iterdir() if (p / "linf.tsv").exists())
     assert figures == sorted(["training.png", "worst_case.png", "backdoor_examples.png", "gan_fid.png",
                               "gan_d_fake.png", "gan_saturation.png", "gan_probe.png", "diffusion_samplers.png",
-                              "diffusion_guidance.png", "diffusion_fid.png", "split_view_asr.png",
+                              "diffusion_guidance.png", "diffusion_fid.png", "split_view_asr.png", "hiding.png",
                               *(f"robustness_{m}.png" for m in models)])
     for f in figures:
         w, h = _png_size((real_report / "figures" / f).read_bytes())
         assert w >= 400 and h >= 300
     headline = json.loads((real_report / "headline" / "report.json").read_text())
     assert all(isinstance(v, (int, str)) for v in headline.values())  # flat scalars, no other stage's numbers
-    assert sum(headline[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 20
+    assert sum(headline[f"claims_{v}"] for v in ("supported", "not_supported", "not_measured")) == 21
     assert {k for k in headline if k.startswith("verdict_")} == {f"verdict_C{i}" for i in range(1, 19)} | {
-        "verdict_C9a", "verdict_C10a"}
+        "verdict_C9a", "verdict_C9b", "verdict_C10a"}
     # a second run, on a tree that also holds the first run's outputs and a stale figure, gives the same bytes
     again = _copy_reports(tmp_path / "reports")
     (again / "figures").mkdir(exist_ok=True)
@@ -121,7 +121,7 @@ def test_report_page_in_chromium(browser, real_report, tmp_path):
     shot = tmp_path / "report.png"
     r = inspect_page(real_report / "index.html", shot, timeout=60)
     assert r.console_errors == []
-    assert r.table_rows == 20  # the claims table, C1-C18, C9a and C10a
+    assert r.table_rows == 21  # the claims table, C1-C18, C9a, C9b and C10a
     assert r.script_elements == 0
     assert r.images and r.broken_images == []
     srcs = {i.src for i in r.images}
@@ -188,7 +188,7 @@ def test_data_is_escaped_in_the_page(browser, tmp_path):
     srcs = {i.src for i in r.images}
     assert "attacks/%22quote%27%26amp/fgsm.png" in srcs
     assert sum(s.startswith("figures/robustness_") for s in srcs) == n_models + 2  # with the two odd names
-    assert r.table_rows == 20
+    assert r.table_rows == 21
 
 
 def test_screenshot_command_records_the_page_it_shows(browser, tmp_path):

@@ -67,7 +67,7 @@ def report_parts() -> list[ModuleType]:
 
 
 def claim_registries() -> list[Claims]:
-    """Every area's claims, in table order (C1-C8, C9, C9a, C10, C10a, C11-C18)."""
+    """Every area's claims, in table order (C1-C8, C9, C9a, C9b, C10, C10a, C11-C18)."""
     return [a.claims for a in AREAS]
 
 

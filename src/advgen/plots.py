@@ -50,9 +50,10 @@ def image_rows(rows: list[tuple[str, torch.Tensor, list[str] | None]], path: str
 
 def line_plot(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
               ylim: tuple[float, float] | None = (0.0, 1.0), figsize: tuple[float, float] = (6.0, 4.0),
-              bands: dict[str, tuple[list[float], list[float]]] | None = None) -> bytes:
+              bands: dict[str, tuple[list[float], list[float]]] | None = None, xscale: str = "linear") -> bytes:
     """A PNG of one line per ``label -> (x, y)``, in the dict's order (deterministic bytes);
-    ``bands`` shades ``label -> (low, high)`` around that line (an interval)."""
+    ``bands`` shades ``label -> (low, high)`` around that line (an interval); ``xscale`` is
+    matplotlib's (``"log"`` for query budgets)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,6 +64,8 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], *, title: str,
         line, = ax.plot(x, y, marker="o", markersize=3, linewidth=1.5, label=label)
         if bands and label in bands:
             ax.fill_between(x, *bands[label], color=line.get_color(), alpha=0.15, linewidth=0)
+    if xscale != "linear":  # leaves the other figures' bytes as they were
+        ax.set_xscale(xscale)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

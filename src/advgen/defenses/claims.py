@@ -1,6 +1,5 @@
-"""The defense claims C9 and C9a and how each is judged (criteria fixed before any run)."""
+"""The defense claims C9, C9a and C9b and how each is judged (criteria fixed before any run)."""
 from __future__ import annotations
-
 
 from ..claims import SEED_RULE, Claims, Finding, SeedFigure, at, metrics, over_seeds, seed_runs, verdict
 
@@ -8,6 +7,8 @@ CLAIMS = Claims({
     "C9": "Adversarial training (clean + FGSM loss) makes the model more robust",
     "C9a": "Every defense is met by a new attack: a defense counts only once evaluated by an attacker "
            "who knows about it",
+    "C9b": "Output layers that hide information (rounded scores, the label alone) make gradients harder to get: "
+           "they raise the queries an attack needs but do not stop it",
 })
 
 
@@ -90,3 +91,52 @@ def _c9a(c: dict) -> Finding | None:
         criterion=(f"the adaptive attack lowers the squeezed model's accuracy by >= {100 * drop:.0f} points against "
                    f"the naive one (paired p < {alpha}) AND lowers the detection rate by >= {100 * drop:.0f} points"),
         verdict=verdict(ok_acc and ok_det))
+
+
+#: C9b's criterion, fixed before the hiding stage's first run (issue 24).
+C9B_BUDGET = 1000  # queries per image the APIs are compared at (5.6 h at the lecture's 3 a minute)
+C9B_ALPHA = 0.05
+
+
+@CLAIMS.evaluator("C9b")
+def _c9b(c: dict) -> Finding | None:
+    m = metrics(c, "hiding")
+    if not m:
+        return None
+    base = m["base"]
+    r = m["models"][base]
+    apis, limit, clean = r["apis"], r["budgets"][-1], r["clean_accuracy"]
+    need = f"{C9B_BUDGET} in hiding.budgets (the budget C9b compares the APIs at)"
+    full = at(apis["scores"]["accuracy"], C9B_BUDGET, need)
+    hidden = {api: (at(apis[api]["accuracy"], C9B_BUDGET, need), at(apis[api]["vs_scores"], C9B_BUDGET, need))
+              for api in ("rounded", "label")}
+    last = {api: at(apis[api]["accuracy"], limit, "") for api in ("scores", "rounded", "label")}
+    raises = all(acc > full and test["p_a_higher"] < C9B_ALPHA for acc, test in hidden.values())
+    not_stopped = all(last[api] <= clean / 2 for api in ("rounded", "label"))
+    hours = r["hours_per_image"]
+    label_l2 = next((row["median_l2"] for row in r["rows"] if row["attack"] == "hopskipjump_l2"), {})
+    defended = m["models"].get(m["defended"])
+
+    def line(rr: dict) -> str:
+        a = rr["apis"]
+        return ", ".join(f"{api} {100 * at(a[api]['accuracy'], C9B_BUDGET, need):.1f}% -> "
+                         f"{100 * at(a[api]['accuracy'], limit, ''):.1f}%" for api in ("scores", "rounded", "label"))
+
+    return Finding(
+        experiment=(f"hiding stage: `{base}` (replicate_c9@{m['seed']}, the main run's recipe) behind three APIs, "
+                    f"full scores, scores rounded to {r['decimals']} decimals, the top-1 label, on the first "
+                    f"n={r['n']} evaluation images at L-inf eps={r['eps']:g}; each API's worst case over what it "
+                    "reveals (Square on its scores, HopSkipJump L-inf on the label); rate limit "
+                    f"{r['queries_per_minute']:g} queries/min; `{m['defended']}` beside it"),
+        measured=(f"clean {100 * clean:.1f}%; accuracy after {C9B_BUDGET} queries ({hours[str(C9B_BUDGET)]:.1f} h) -> "
+                  f"after {limit} ({hours[str(limit)]:.0f} h): {line(r)}; paired vs full scores at {C9B_BUDGET}: "
+                  + ", ".join(f"{api} p = {test['p_a_higher']:.2g}" for api, (_, test) in hidden.items())
+                  + (f"; label-only HopSkipJump L2 median distance {label_l2.get(str(limit)):.2f} after {limit}"
+                     if label_l2.get(str(limit)) is not None else "")
+                  + (f"; {m['defended']} (clean {100 * defended['clean_accuracy']:.1f}%): {line(defended)}"
+                     if defended else "")),
+        criterion=(f"at {C9B_BUDGET} queries per image, each hiding API (rounded, label) leaves more images correct "
+                   f"than full scores (exact paired test, p < {C9B_ALPHA}) AND at the largest budget each "
+                   "hiding API's worst case is at most half the clean accuracy (the attack is not stopped); "
+                   f"judged on `{base}`"),
+        verdict=verdict(raises and not_stopped))

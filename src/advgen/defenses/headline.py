@@ -48,3 +48,13 @@ def certify(m: dict[str, Any]) -> dict[str, Any]:
     return {"certified": {f"r={r}": v for r, v in m["certified_accuracy"].items()},
             "empirical": {f"eps={e}": v for e, v in m["empirical_accuracy"].items()},
             "abstain_rate": m["abstain_rate"], "checks_failed": m["checks_failed"]}
+
+
+def hiding(m: dict[str, Any]) -> dict[str, Any]:
+    """The ``hiding`` stage's headline: per model, its clean accuracy and each API's worst-case
+    accuracy after the two largest query budgets (``label@1000``: the label-only API after 1,000
+    queries per image); the other budgets are in the curve."""
+    return {name: {"clean": r["clean_accuracy"],
+                   **{f"{api}@{b}": r["apis"][api]["accuracy"][str(b)] for api in ("scores", "rounded", "label")
+                      for b in r["budgets"][-2:]}}
+            for name, r in m["models"].items()}

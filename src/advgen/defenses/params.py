@@ -138,7 +138,35 @@ class CertifyConfig:
 
 
 
-SECTIONS: dict[str, type] = {"defend": DefendConfig, "sanitize": SanitizeConfig, "certify": CertifyConfig}
+@dataclass
+class HidingConfig:
+    """The ``hiding`` stage: output layers that hide information (scores rounded to ``decimals``,
+    the top-1 label alone), measured by the threat model each creates. It attacks the two models
+    of ``replicate_c9@<seed>``: ``defend.base`` and ``replicate.c9`` (the lecture's FGSM training),
+    which from the main run's seed are the main run's ``cnn`` and ``cnn_fgsm_at`` recipes."""
+
+    seed: int  # the replicate.seeds entry whose models are attacked
+    eps: float  # L-inf radius an attack must stay within to count
+    decimals: int  # the rounded API's decimals
+    p_init: float  # Square's initial fraction of pixels per square
+    batch_size: int
+    n_eval: int = sized()  # evaluation images (the attack stages' first n)
+    budgets: list[int] = sized()  # query budgets per image; the largest is every attack's limit
+
+    def validate(self) -> None:
+        require(isinstance(self.seed, int) and self.seed >= 0, "seed", f"must be an integer >= 0, found {self.seed!r}")
+        require(0 < self.eps < 1, "eps", f"must lie in (0, 1), found {self.eps}")
+        require(0 <= self.decimals <= 6, "decimals", f"must lie in 0-6, found {self.decimals}")
+        require(0 < self.p_init <= 1, "p_init", f"must lie in (0, 1], found {self.p_init}")
+        for key in ("batch_size", "n_eval"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, found {getattr(self, key)}")
+        ok = (isinstance(self.budgets, list) and len(self.budgets) >= 1 and all(isinstance(b, int) and b >= 1 for b in self.budgets)
+              and self.budgets == sorted(set(self.budgets)))
+        require(ok, "budgets", f"must be a non-empty increasing list of integers >= 1, found {self.budgets!r}")
+
+
+SECTIONS: dict[str, type] = {"defend": DefendConfig, "sanitize": SanitizeConfig, "certify": CertifyConfig,
+                             "hiding": HidingConfig}
 #: section -> its field whose entries ``spec(name)`` validates one by one
 ENTRIES = {"defend": "defenses"}
 #: (section, key) whose entries are models this area produces
@@ -167,5 +195,14 @@ def check_defend(defend: DefendConfig, train: TrainConfig, certify: CertifyConfi
                           f"expected some of {gaussian}")
 
 
+def check_hiding(hiding: HidingConfig, replicate: Any) -> None:
+    """The hiding stage attacks models a replicate_c9 stage trains: its seed is one of ``replicate.seeds``."""
+    if replicate is not None and hiding.seed not in replicate.seeds:
+        raise ConfigError(f"params.yaml: 'hiding.seed' = {hiding.seed} is not in replicate.seeds {replicate.seeds}; "
+                          "the hiding stage attacks the models of replicate_c9@<seed>")
+
+
 def check(cfgs: dict[str, Any]) -> None:
     check_defend(cfgs["defend"], cfgs["train"], cfgs["certify"])
+    if cfgs.get("hiding") is not None:
+        check_hiding(cfgs["hiding"], cfgs.get("replicate"))

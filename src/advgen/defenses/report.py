@@ -1,21 +1,25 @@
-"""The defenses sections of the report (C9, C9a): defended models' robustness and training
+"""The defenses sections of the report (C9, C9a, C9b): defended models' robustness and training
 cost, the catastrophic-overfitting monitor, feature squeezing naive against adaptive, randomized
-smoothing.
+smoothing, and output layers that hide information (label-only and rounded-score APIs).
 
 A part of :func:`advgen.report.make_report` (listed in :mod:`advgen.areas`); helpers come from
 the core :mod:`advgen.report`, never the other way round. It imports no torch itself.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..claims import at_or
 from ..document import Cell, Paragraph, Section, Table
-from ..report import MISSING, models, num, pct, pct_ci
+from ..report import MISSING, figure_images, models, num, pct, pct_ci
 
 DEFENSES = "Defenses (C9)"
 SANITIZE = "Feature squeezing: naive against adaptive (C9a)"
 
+HIDING = "Hiding information: label-only and rounded-score APIs (C9b)"
+
 #: The section that shows each claim's experiment.
-CLAIM_SECTIONS = {"C9": DEFENSES, "C9a": SANITIZE}
+CLAIM_SECTIONS = {"C9": DEFENSES, "C9a": SANITIZE, "C9b": HIDING}
 
 EPS = (0.05, 0.1)  # the eps the defenses are compared at
 TRAINING_EPS = 0.1
@@ -179,5 +183,67 @@ def _certify(collected: dict) -> list[Section]:
     return out
 
 
-SECTIONS = (_defenses, _sanitize, _certify)
-FIGURES: tuple = ()
+API_NAMES = {"scores": "full scores", "rounded": "rounded scores", "label": "label only"}
+
+
+def _hiding(collected: dict) -> list[Section]:
+    m = collected.get("hiding", {}).get("metrics")
+    if not m:
+        return []
+    first = next(iter(m["models"].values()))
+    budgets = [str(b) for b in first["budgets"]]
+    hours = first["hours_per_image"]
+    head = ["model", "API", "attack", *(f"{int(b):,} q ({num(hours[b], 2 if hours[b] < 1 else 1)} h)" for b in budgets), "wall s"]
+    rows, l2 = [], []
+    for name, r in m["models"].items():
+        for api, w in ((a, r["apis"][a]) for a in API_NAMES):
+            rows.append([name, API_NAMES[api], "worst case: " + " + ".join(w["attacks"]),
+                         *(Cell(pct_ci(w["accuracy"][b], w["accuracy_ci95"][b]), strong=True) for b in budgets), ""])
+        for row in r["rows"]:
+            if "accuracy" in row:
+                rows.append(["", API_NAMES[row["api"]], row["attack"],
+                             *(pct_ci(row["accuracy"][b], row["accuracy_ci95"][b]) for b in budgets), num(row["seconds"], 0)])
+            else:
+                l2.append([name, row["attack"], *(num(row["median_l2"][b], 2) for b in budgets), num(row["seconds"], 0)])
+    paired = [[name, API_NAMES[api], *(f"{t['only_a']} / {t['only_b']}, p = {t['p_a_higher']:.2g}"
+                                       for t in (r["apis"][api]["vs_scores"][b] for b in budgets))]
+              for name, r in m["models"].items() for api in ("rounded", "label")]
+    clean = ", ".join(f"`{n}` {pct(r['clean_accuracy'])}%" for n, r in m["models"].items())
+    return [Section(HIDING, [
+        Paragraph(f"The lecture's \"output layers that hide information, so that gradients are harder to get\", "
+                  "measured by the threat model each creates. The same model stands behind three APIs: full "
+                  f"scores (softmax probabilities), scores rounded to {first['decimals']} decimals, and the top-1 "
+                  "label alone (`PredictionAPI`, which counts every image asked about as a query). Each is attacked "
+                  "with what it reveals: Square (Andriushchenko et al. 2020) on its scores, HopSkipJump (Chen et al. "
+                  "2020, L-inf and L2) and the Boundary Attack (Brendel et al. 2018, L2) on the label; every API "
+                  "reveals the label, so an API's worst case (bold) is over Square on its own scores and "
+                  f"HopSkipJump L-inf. Accuracy at L-inf eps = {first['eps']:g} after each budget of queries per "
+                  f"image, with its 95% Wilson interval, on the first n = {first['n']} evaluation images; the "
+                  f"hours are that budget at the lecture's rate limit of {first['queries_per_minute']:g} queries a "
+                  f"minute (C7). Clean accuracy: {clean}. The models are `replicate_c9@{m['seed']}`'s "
+                  f"(`{m['folder']}`): the main run's `{m['base']}` and `{m['defended']}` recipes trained from that "
+                  "seed."),
+        Table(head, rows),
+        *figure_images(collected, "figures/hiding.png", "Each API's worst-case accuracy against queries per image"),
+        Paragraph("Decision-based attacks in L2: the median L2 distance of the adversarial each has found after "
+                  "each budget, over the images the model classifies correctly (— : fewer than half have one yet)."),
+        Table(["model", "attack", *(f"{int(b):,} q" for b in budgets), "wall s"], l2),
+        Paragraph("Image by image against full scores (exact paired test): images the hiding API keeps correct "
+                  "that full scores lose / the reverse, and the one-sided p that the hiding API keeps more."),
+        Table(["model", "API", *(f"{int(b):,} q" for b in budgets)], paired)])]
+
+
+def _hiding_figure(reports: Path, collected: dict) -> dict[str, bytes]:
+    m = collected.get("hiding", {}).get("metrics")
+    if not m:
+        return {}
+    from ..plots import line_plot
+    series = {f"{name}, {API_NAMES[api]}": (r["budgets"], [r["apis"][api]["accuracy"][str(b)] for b in r["budgets"]])
+              for name, r in m["models"].items() for api in API_NAMES}  # the JSON's keys sort as text
+    return {"figures/hiding.png": line_plot(series, title="Hiding information (C9b)", xlabel="queries per image",
+                                            ylabel=f"accuracy at L-inf eps {next(iter(m['models'].values()))['eps']:g}",
+                                            xscale="log")}
+
+
+SECTIONS = (_defenses, _sanitize, _certify, _hiding)
+FIGURES: tuple = (_hiding_figure,)
