@@ -17,8 +17,6 @@ import json
 import sys
 import time
 
-import torch
-
 from advgen.defenses.hiding import hiding
 from advgen.evaluation import eval_set
 from advgen.models import load_model
@@ -42,7 +40,7 @@ def main() -> None:
     x, y = eval_set(args.dataset, args.n, args.seed, model.sidecar["in_shape"][-1])
     start = time.perf_counter()
     m = hiding(model, x, y, eps=args.eps, decimals=args.decimals, budgets=args.budgets, p_init=0.8,
-               queries_per_minute=args.queries_per_minute, generator=torch.Generator().manual_seed(args.seed),
+               queries_per_minute=args.queries_per_minute, seed=args.seed,
                log=lambda s: print(s, file=sys.stderr))
     wall = time.perf_counter() - start
     b = [str(v) for v in m["budgets"]]

@@ -12,7 +12,7 @@ import yaml
 from advgen.claims import claims_table
 from advgen.config import ConfigError, load_section
 from advgen.defenses.claims import CLAIMS
-from advgen.defenses.hiding import accuracy, broken_at, evaluate_models, worst_case
+from advgen.defenses.hiding import _square_success, accuracy, broken_at, evaluate_models, worst_case
 from advgen.defenses.params import HidingConfig, check_hiding
 from advgen.seeds.params import ReplicateConfig
 from tests.conftest import ROOT
@@ -25,6 +25,14 @@ def test_broken_at_is_the_first_successful_budget_and_zero_for_a_misclassified_i
     first = broken_at(success, clean, [10, 100, 1000])
     assert first == [100, None, 0, 1000]
     assert accuracy(first, [10, 100, 1000]) == {10: 0.75, 100: 0.5, 1000: 0.25}
+
+
+def test_square_counts_an_image_broken_at_the_budget_its_query_falls_in():
+    """Square's queries_to_success: 0 = misclassified unattacked, -1 = never, q = fooled at query q
+    (counted within any budget >= q)."""
+    q = torch.tensor([0, -1, 10, 11, 100])
+    assert _square_success(q, [10, 100]).tolist() == [[True, True], [False, False], [True, True], [False, True],
+                                                      [False, True]]
 
 
 def _rows(square_scores, square_rounded, hsj):
@@ -66,8 +74,6 @@ def test_the_stage_never_counts_an_image_broken_beyond_its_exact_distance_and_fi
     for api, w in r["apis"].items():
         broken = [f is not None for f in w["broken_at"]]
         assert all(exact[i] <= eps + 1e-6 for i, b in enumerate(broken) if b), api
-        acc = [w["accuracy"][b] for b in ("20", "200", "1000")]
-        assert acc == sorted(acc, reverse=True), api  # more queries never un-break an image
     near = exact <= 0.6 * eps
     assert near.any()
     assert all(r["apis"]["label"]["broken_at"][i] is not None for i in near.nonzero().flatten().tolist())
@@ -79,7 +85,7 @@ def test_the_stage_never_counts_an_image_broken_beyond_its_exact_distance_and_fi
     assert all(v["1000"] >= exact_l2 - 1e-6 for v in l2.values())  # never below the exact distance
 
 
-def _metrics(label_1000=(60, 1e-4), rounded_1000=(45, 0.01), last=(0, 30, 20), clean=0.9):
+def _metrics(label_1000=(60, 1e-4), rounded_1000=(45, 0.01), last=(0, 30, 20), clean=0.9, defended=None):
     """hiding metrics with the figures C9b reads: accuracy % and paired p at 1,000, and each
     API's accuracy % at 10,000 (scores, rounded, label)."""
     def api(acc1000, acc_last, p=None):
@@ -89,11 +95,13 @@ def _metrics(label_1000=(60, 1e-4), rounded_1000=(45, 0.01), last=(0, 30, 20), c
         return a
     base = {"n": 100, "eps": 0.1, "decimals": 2, "budgets": [100, 1000, 10000], "clean_accuracy": clean,
             "queries_per_minute": 3, "hours_per_image": {"100": 0.56, "1000": 5.56, "10000": 55.6},
-            "rows": [{"attack": "hopskipjump_l2", "median_l2": {"10000": 0.75}}],
+            "rows": [{"api": "rounded", "attack": "square", "accuracy": {"1000": 0.45, "10000": 0.4}},
+                     {"api": "label", "attack": "hopskipjump_l2", "median_l2": {"10000": 0.75}}],
             "apis": {"scores": api(25, last[0]), "rounded": api(*rounded_1000[:1], last[1], rounded_1000[1]),
                      "label": api(*label_1000[:1], last[2], label_1000[1])}}
+    other = copy.deepcopy(base) if defended is None else defended["hiding"]["metrics"]["models"]["cnn"]
     return {"hiding": {"metrics": {"seed": 0, "folder": "models/replicate/c9/0", "base": "cnn",
-                                   "defended": "cnn_fgsm_at", "models": {"cnn": base, "cnn_fgsm_at": copy.deepcopy(base)}}}}
+                                   "defended": "cnn_fgsm_at", "models": {"cnn": base, "cnn_fgsm_at": other}}}}
 
 
 def test_c9b_is_supported_only_when_hiding_raises_the_queries_and_does_not_stop_the_attack():
@@ -101,6 +109,13 @@ def test_c9b_is_supported_only_when_hiding_raises_the_queries_and_does_not_stop_
     ok = judge(_metrics())
     assert ok.verdict == "supported"
     assert "rounded 45.0% -> 30.0%" in ok.measured and "label p = 0.0001" in ok.measured and "0.75" in ok.measured
+    assert "Square alone on rounded scores: 40.0% after 10000" in ok.measured
+    assert "the criterion holds on it" in ok.measured
+    # the defended model is reported beside it, its own outcome named, the verdict still the base model's
+    mixed = judge(_metrics(defended=_metrics(last=(0, 30, 80))))
+    assert mixed.verdict == "supported" and "the criterion fails on it (queries raised: yes, attack not stopped: no)" in mixed.measured
+    assert judge(_metrics(label_1000=(60, 0.0))).measured.count("label p < 1e-6") == 2  # rounded to 0 in the JSON
+    assert judge(_metrics(rounded_1000=(45, 0.05))).verdict == "not_supported"  # p must be below alpha
     # rounding no better than full scores at 1,000 queries: the queries are not raised
     assert judge(_metrics(rounded_1000=(45, 0.2))).verdict == "not_supported"
     assert judge(_metrics(rounded_1000=(25, 1e-4))).verdict == "not_supported"
@@ -116,7 +131,7 @@ def test_c9b_without_its_budget_is_not_measured_and_names_what_it_needs():
     for a in r["apis"].values():
         a["accuracy"].pop("1000")
     row = next(r for r in claims_table(c, [CLAIMS]) if r["id"] == "C9b")
-    assert row["verdict"] == "not_measured" and "1000 in hiding.budgets" in row["measured"]
+    assert row["verdict"] == "not_measured" and "1000 and 10000 in hiding.budgets" in row["measured"]
 
 
 def _hiding_cfg(**kw) -> HidingConfig:  # a valid config with ``kw`` changed

@@ -50,10 +50,12 @@ def image_rows(rows: list[tuple[str, torch.Tensor, list[str] | None]], path: str
 
 def line_plot(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
               ylim: tuple[float, float] | None = (0.0, 1.0), figsize: tuple[float, float] = (6.0, 4.0),
-              bands: dict[str, tuple[list[float], list[float]]] | None = None, xscale: str = "linear") -> bytes:
+              bands: dict[str, tuple[list[float], list[float]]] | None = None, xscale: str = "linear",
+              top_axis: tuple[str, float] | None = None) -> bytes:
     """A PNG of one line per ``label -> (x, y)``, in the dict's order (deterministic bytes);
     ``bands`` shades ``label -> (low, high)`` around that line (an interval); ``xscale`` is
-    matplotlib's (``"log"`` for query budgets)."""
+    matplotlib's (``"log"`` for query budgets); ``top_axis`` = (label, factor) adds a second x axis
+    on top showing x * factor (queries as hours at a rate limit)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,6 +68,9 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], *, title: str,
             ax.fill_between(x, *bands[label], color=line.get_color(), alpha=0.15, linewidth=0)
     if xscale != "linear":  # leaves the other figures' bytes as they were
         ax.set_xscale(xscale)
+    if top_axis is not None:
+        label, factor = top_axis
+        ax.secondary_xaxis("top", functions=(lambda v: v * factor, lambda v: v / factor)).set_xlabel(label)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

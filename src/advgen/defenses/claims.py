@@ -95,7 +95,32 @@ def _c9a(c: dict) -> Finding | None:
 
 #: C9b's criterion, fixed before the hiding stage's first run (issue 24).
 C9B_BUDGET = 1000  # queries per image the APIs are compared at (5.6 h at the lecture's 3 a minute)
+C9B_LIMIT = 10000  # queries per image at which the attack must not be stopped (56 h)
 C9B_ALPHA = 0.05
+HIDING_APIS = ("rounded", "label")
+
+
+def p_text(p: float) -> str:
+    """A p-value as the report prints it; metrics keep 6 decimals, so 0 means below 1e-6."""
+    return "p < 1e-6" if p == 0 else f"p = {p:.2g}"
+
+
+def _c9b_judge(r: dict) -> tuple[bool, bool]:
+    """(raises the queries, does not stop the attack) for one model's hiding metrics."""
+    need = f"{C9B_BUDGET} and {C9B_LIMIT} in hiding.budgets (the budgets C9b judges at)"
+    apis = r["apis"]
+    full = at(apis["scores"]["accuracy"], C9B_BUDGET, need)
+    raises = all(at(apis[a]["accuracy"], C9B_BUDGET, need) > full
+                 and at(apis[a]["vs_scores"], C9B_BUDGET, need)["p_a_higher"] < C9B_ALPHA for a in HIDING_APIS)
+    not_stopped = all(at(apis[a]["accuracy"], C9B_LIMIT, need) <= r["clean_accuracy"] / 2 for a in HIDING_APIS)
+    return raises, not_stopped
+
+
+def _c9b_line(r: dict) -> str:
+    """Each API's worst-case accuracy after C9B_BUDGET and C9B_LIMIT queries."""
+    a = r["apis"]
+    return ", ".join(f"{api} {100 * at(a[api]['accuracy'], C9B_BUDGET, ''):.1f}% -> "
+                     f"{100 * at(a[api]['accuracy'], C9B_LIMIT, ''):.1f}%" for api in ("scores", *HIDING_APIS))
 
 
 @CLAIMS.evaluator("C9b")
@@ -103,40 +128,37 @@ def _c9b(c: dict) -> Finding | None:
     m = metrics(c, "hiding")
     if not m:
         return None
-    base = m["base"]
-    r = m["models"][base]
-    apis, limit, clean = r["apis"], r["budgets"][-1], r["clean_accuracy"]
-    need = f"{C9B_BUDGET} in hiding.budgets (the budget C9b compares the APIs at)"
-    full = at(apis["scores"]["accuracy"], C9B_BUDGET, need)
-    hidden = {api: (at(apis[api]["accuracy"], C9B_BUDGET, need), at(apis[api]["vs_scores"], C9B_BUDGET, need))
-              for api in ("rounded", "label")}
-    last = {api: at(apis[api]["accuracy"], limit, "") for api in ("scores", "rounded", "label")}
-    raises = all(acc > full and test["p_a_higher"] < C9B_ALPHA for acc, test in hidden.values())
-    not_stopped = all(last[api] <= clean / 2 for api in ("rounded", "label"))
+    base, r = m["base"], m["models"][m["base"]]
+    raises, not_stopped = _c9b_judge(r)  # raises MissingRun (not measured) without the budgets
     hours = r["hours_per_image"]
-    label_l2 = next((row["median_l2"] for row in r["rows"] if row["attack"] == "hopskipjump_l2"), {})
+    rows = {row["attack"] if row["api"] == "label" else f"square_{row['api']}": row for row in r["rows"]}
+    square_rounded = at(rows["square_rounded"]["accuracy"], C9B_LIMIT, "")
+    l2 = rows.get("hopskipjump_l2", {}).get("median_l2", {}).get(str(C9B_LIMIT))
     defended = m["models"].get(m["defended"])
-
-    def line(rr: dict) -> str:
-        a = rr["apis"]
-        return ", ".join(f"{api} {100 * at(a[api]['accuracy'], C9B_BUDGET, need):.1f}% -> "
-                         f"{100 * at(a[api]['accuracy'], limit, ''):.1f}%" for api in ("scores", "rounded", "label"))
-
+    if defended:
+        d_raises, d_not_stopped = _c9b_judge(defended)
+        d_tests = ", ".join(f"{a} {p_text(at(defended['apis'][a]['vs_scores'], C9B_BUDGET, '')['p_a_higher'])}"
+                            for a in HIDING_APIS)
+        d_text = (f"; `{m['defended']}` (clean {100 * defended['clean_accuracy']:.1f}%): {_c9b_line(defended)}; "
+                  f"paired {d_tests}; the criterion {'holds' if d_raises and d_not_stopped else 'fails'} on it "
+                  f"(queries raised: {'yes' if d_raises else 'no'}, attack not stopped: {'yes' if d_not_stopped else 'no'})")
     return Finding(
         experiment=(f"hiding stage: `{base}` (replicate_c9@{m['seed']}, the main run's recipe) behind three APIs, "
                     f"full scores, scores rounded to {r['decimals']} decimals, the top-1 label, on the first "
                     f"n={r['n']} evaluation images at L-inf eps={r['eps']:g}; each API's worst case over what it "
-                    "reveals (Square on its scores, HopSkipJump L-inf on the label); rate limit "
-                    f"{r['queries_per_minute']:g} queries/min; `{m['defended']}` beside it"),
-        measured=(f"clean {100 * clean:.1f}%; accuracy after {C9B_BUDGET} queries ({hours[str(C9B_BUDGET)]:.1f} h) -> "
-                  f"after {limit} ({hours[str(limit)]:.0f} h): {line(r)}; paired vs full scores at {C9B_BUDGET}: "
-                  + ", ".join(f"{api} p = {test['p_a_higher']:.2g}" for api, (_, test) in hidden.items())
-                  + (f"; label-only HopSkipJump L2 median distance {label_l2.get(str(limit)):.2f} after {limit}"
-                     if label_l2.get(str(limit)) is not None else "")
-                  + (f"; {m['defended']} (clean {100 * defended['clean_accuracy']:.1f}%): {line(defended)}"
-                     if defended else "")),
+                    "reveals (Square on its scores, HopSkipJump L-inf on the label, which every API reveals); rate "
+                    f"limit {r['queries_per_minute']:g} queries/min; `{m['defended']}` beside it"),
+        measured=(f"clean {100 * r['clean_accuracy']:.1f}%; worst case after {C9B_BUDGET} queries ({hours[str(C9B_BUDGET)]:.1f} h) "
+                  f"-> after {C9B_LIMIT} ({hours[str(C9B_LIMIT)]:.0f} h): {_c9b_line(r)}; paired vs full scores at "
+                  f"{C9B_BUDGET}: " + ", ".join(f"{a} {p_text(at(r['apis'][a]['vs_scores'], C9B_BUDGET, '')['p_a_higher'])}"
+                                              for a in HIDING_APIS)
+                  + f"; Square alone on rounded scores: {100 * square_rounded:.1f}% after {C9B_LIMIT} (the rounded "
+                  "API's worst case below it is the label attack's)"
+                  + (f"; label-only HopSkipJump L2 median distance {l2:.2f} after {C9B_LIMIT}" if l2 is not None else "")
+                  + (d_text if defended else "")),
         criterion=(f"at {C9B_BUDGET} queries per image, each hiding API (rounded, label) leaves more images correct "
-                   f"than full scores (exact paired test, p < {C9B_ALPHA}) AND at the largest budget each "
-                   "hiding API's worst case is at most half the clean accuracy (the attack is not stopped); "
-                   f"judged on `{base}`"),
+                   f"than full scores (exact paired test, p < {C9B_ALPHA}) AND at {C9B_LIMIT} queries each hiding "
+                   "API's worst case is at most half the clean accuracy (the attack is not stopped); judged on "
+                   f"`{base}`, the undefended model"),
         verdict=verdict(raises and not_stopped))
+

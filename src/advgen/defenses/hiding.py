@@ -92,11 +92,16 @@ def _robust(first: list[int | None], budget: int) -> torch.Tensor:  # (N,) bool:
 
 
 def hiding(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, decimals: int, budgets: list[int],
-           p_init: float, queries_per_minute: float, generator: torch.Generator, batch_size: int = 100,
+           p_init: float, queries_per_minute: float, seed: int, batch_size: int = 100,
            log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """The experiment on (x (N, C, H, W) in [0, 1], y (N,)); the largest budget is every attack's
     query limit per image. Returns JSON-ready metrics: one row per (API, attack) and each API's
-    worst case (``apis``)."""
+    worst case (``apis``).
+
+    Each attack draws from its own generator seeded from ``seed``; Square on full and on rounded
+    scores share theirs (common random numbers), so the paired comparison of the two APIs differs
+    by the rounding, not by the random squares. Square's first query (the unperturbed image) is not
+    counted against its budget; the decision-based attacks count every query."""
     budgets = sorted(budgets)
     limit = budgets[-1]
     clean = (predict(model, x) == y).cpu()
@@ -106,15 +111,17 @@ def hiding(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, de
         api = PredictionAPI(model, mode, decimals)
         start = time.perf_counter()
         firsts = []
+        square_gen = torch.Generator().manual_seed(seed)  # the same for both score APIs
         for i in range(0, n, batch_size):
-            sq = Square(api.as_model(), eps, n_queries=limit, p_init=p_init, generator=generator)
+            sq = Square(api.as_model(), eps, n_queries=limit, p_init=p_init, generator=square_gen)
             sq(x[i:i + batch_size], y[i:i + batch_size])
             firsts.append(sq.queries_to_success.cpu())
         first = broken_at(_square_success(torch.cat(firsts), budgets), clean, budgets)
         rows.append(_accuracy_row(mode, "square", first, budgets, time.perf_counter() - start, api.queries))
         log(f"{mode} / square: accuracy {rows[-1]['accuracy']}")
-    for attack, norm in (("hopskipjump_linf", "Linf"), ("hopskipjump_l2", "L2"), ("boundary", "L2")):
+    for k, (attack, norm) in enumerate((("hopskipjump_linf", "Linf"), ("hopskipjump_l2", "L2"), ("boundary", "L2")), 1):
         api = PredictionAPI(model, "label")
+        generator = torch.Generator().manual_seed(seed + k)
         start = time.perf_counter()
         traces = []
         for i in range(0, n, batch_size):
@@ -148,13 +155,12 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
                     budgets: list[int], p_init: float, queries_per_minute: float, seed: int, batch_size: int = 100,
                     log: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """:func:`hiding` for each of ``models`` ({name: model}, in order) on the same images, each
-    from a fresh generator seeded with ``seed`` (one model's result does not depend on another's).
+    with generators seeded from ``seed`` (one model's result does not depend on another's).
     Returns the metrics ``{"models": {name: hiding(...)}}`` and the plot rows of :func:`curve`."""
     out, rows = {}, []
     for name, model in models.items():
         out[name] = hiding(model, x, y, eps=eps, decimals=decimals, budgets=budgets, p_init=p_init,
-                           queries_per_minute=queries_per_minute, batch_size=batch_size,
-                           generator=torch.Generator().manual_seed(seed),
+                           queries_per_minute=queries_per_minute, batch_size=batch_size, seed=seed,
                            log=lambda s, name=name: log(f"{name}: {s}"))
         rows += curve(out[name], name)
     return {"models": out}, rows

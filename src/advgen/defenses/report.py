@@ -12,6 +12,7 @@ from pathlib import Path
 from ..claims import at_or
 from ..document import Cell, Paragraph, Section, Table
 from ..report import MISSING, figure_images, models, num, pct, pct_ci
+from .claims import p_text
 
 DEFENSES = "Defenses (C9)"
 SANITIZE = "Feature squeezing: naive against adaptive (C9a)"
@@ -205,7 +206,7 @@ def _hiding(collected: dict) -> list[Section]:
                              *(pct_ci(row["accuracy"][b], row["accuracy_ci95"][b]) for b in budgets), num(row["seconds"], 0)])
             else:
                 l2.append([name, row["attack"], *(num(row["median_l2"][b], 2) for b in budgets), num(row["seconds"], 0)])
-    paired = [[name, API_NAMES[api], *(f"{t['only_a']} / {t['only_b']}, p = {t['p_a_higher']:.2g}"
+    paired = [[name, API_NAMES[api], *(f"{t['only_a']} / {t['only_b']}, {p_text(t['p_a_higher'])}"
                                        for t in (r["apis"][api]["vs_scores"][b] for b in budgets))]
               for name, r in m["models"].items() for api in ("rounded", "label")]
     clean = ", ".join(f"`{n}` {pct(r['clean_accuracy'])}%" for n, r in m["models"].items())
@@ -240,9 +241,11 @@ def _hiding_figure(reports: Path, collected: dict) -> dict[str, bytes]:
     from ..plots import line_plot
     series = {f"{name}, {API_NAMES[api]}": (r["budgets"], [r["apis"][api]["accuracy"][str(b)] for b in r["budgets"]])
               for name, r in m["models"].items() for api in API_NAMES}  # the JSON's keys sort as text
+    first = next(iter(m["models"].values()))
+    rate = first["queries_per_minute"]
     return {"figures/hiding.png": line_plot(series, title="Hiding information (C9b)", xlabel="queries per image",
-                                            ylabel=f"accuracy at L-inf eps {next(iter(m['models'].values()))['eps']:g}",
-                                            xscale="log")}
+                                            ylabel=f"worst-case accuracy at L-inf eps {first['eps']:g}", xscale="log",
+                                            top_axis=(f"hours per image at {rate:g} queries a minute", 1 / (60 * rate)))}
 
 
 SECTIONS = (_defenses, _sanitize, _certify, _hiding)
