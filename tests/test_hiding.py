@@ -67,9 +67,10 @@ def test_the_stage_never_counts_an_image_broken_beyond_its_exact_distance_and_fi
     x, y = _inputs(model, n=12)
     exact = _exact(model, x, y, dual=1).detach()
     eps = float(exact.median().detach())  # half the images are robust by the math
-    m, curve = evaluate_models({"lin": model}, x, y, eps=eps, decimals=2, budgets=[20, 200, 1000], p_init=0.3,
+    m, curve, seconds = evaluate_models({"lin": model}, x, y, eps=eps, decimals=2, budgets=[20, 200, 1000], p_init=0.3,
                                queries_per_minute=3, seed=0, batch_size=5)
     r = m["models"]["lin"]
+    assert len(seconds) == 5 and all(v >= 0 for v in seconds.values()) and "seconds" not in str(m)
     assert r["clean_accuracy"] == 1.0 and r["hours_per_image"]["1000"] == pytest.approx(1000 / 180)
     for api, w in r["apis"].items():
         broken = [f is not None for f in w["broken_at"]]
@@ -158,3 +159,27 @@ def test_the_hiding_seed_must_be_a_replicated_seed():
     check_hiding(_hiding_cfg(seed=2), rep)
     with pytest.raises(ConfigError, match=r"'hiding.seed' = 5 is not in replicate.seeds \[0, 1, 2\]"):
         check_hiding(_hiding_cfg(seed=5), rep)
+
+
+def test_the_committed_c9b_verdict_follows_the_committed_metrics():
+    """The default run's C9b row, recomputed with the criterion's arithmetic from the per-image
+    breaks in reports/hiding/metrics.json (not from the evaluator's own fields)."""
+    import json
+    import math
+
+    m = json.loads((ROOT / "reports/hiding/metrics.json").read_text())
+    r = m["models"][m["base"]]
+
+    def kept(api: str, b: int) -> list[bool]:
+        return [f is None or f > b for f in r["apis"][api]["broken_at"]]
+
+    def sign_test(a: list[bool], b: list[bool]) -> float:  # one-sided exact: a keeps more than b
+        only_a, only_b = sum(x and not y for x, y in zip(a, b)), sum(y and not x for x, y in zip(a, b))
+        n = only_a + only_b
+        return sum(math.comb(n, i) for i in range(only_a, n + 1)) / 2 ** n if n else 1.0
+
+    full = kept("scores", 1000)
+    raises = all(sum(kept(a, 1000)) > sum(full) and sign_test(kept(a, 1000), full) < 0.05 for a in ("rounded", "label"))
+    not_stopped = all(sum(kept(a, 10000)) / r["n"] <= r["clean_accuracy"] / 2 for a in ("rounded", "label"))
+    row = next(c for c in json.loads((ROOT / "reports/claims.json").read_text()) if c["id"] == "C9b")
+    assert row["verdict"] == ("supported" if raises and not_stopped else "not_supported")

@@ -76,7 +76,7 @@ def test_outputs(repo: Path):
     assert all(u.startswith("file:///usr/share/datasets/fashion-mnist/") for u in provenance["urls"].values())
     claims = json.loads((repo / "reports/claims.json").read_text())
     ids = [f"C{i}" for i in range(1, 19)]
-    assert [c["id"] for c in claims] == [*ids[:9], "C9a", ids[9], "C10a", *ids[10:]]
+    assert [c["id"] for c in claims] == [*ids[:9], "C9a", "C9b", ids[9], "C10a", *ids[10:]]
 
     for name in ("logreg", "mlp", "cnn", "resnet"):
         model = load_model(repo / "models" / name)
@@ -354,6 +354,10 @@ def _hiding_outputs(repo: Path) -> None:
     rows = (repo / "reports/hiding/curve.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["model", "api", "queries", "hours", "accuracy"] and len(rows) == 1 + 2 * 3 * 3
     head = json.loads((repo / "reports/headline/hiding.json").read_text())
+    cost = json.loads((repo / "reports/cost/hiding.json").read_text())
+    assert set(cost["attack_seconds"]) == {f"{n}/{a}" for n in m["models"] for a in (
+        "scores/square", "rounded/square", "label/hopskipjump_linf", "label/hopskipjump_l2", "label/boundary")}
+    assert "seconds" not in json.dumps(m)  # timings vary by run: cost record only
     for name, r in m["models"].items():
         assert r["n"] == 8 and r["budgets"] == [10, 100, 300]
         scores = r["apis"]["scores"]["broken_at"]

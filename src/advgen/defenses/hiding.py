@@ -153,17 +153,22 @@ def curve(m: dict[str, Any], model: str) -> list[dict[str, Any]]:
 
 def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, eps: float, decimals: int,
                     budgets: list[int], p_init: float, queries_per_minute: float, seed: int, batch_size: int = 100,
-                    log: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    log: Callable[[str], None] = lambda s: None
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, float]]:
     """:func:`hiding` for each of ``models`` ({name: model}, in order) on the same images, each
     with generators seeded from ``seed`` (one model's result does not depend on another's).
-    Returns the metrics ``{"models": {name: hiding(...)}}`` and the plot rows of :func:`curve`."""
-    out, rows = {}, []
+    Returns the metrics ``{"models": {name: hiding(...)}}`` without timings (they vary from run to
+    run, so they go to the stage's cost record), the plot rows of :func:`curve`, and the wall
+    seconds of each ``<model>/<api>/<attack>``."""
+    out, rows, seconds = {}, [], {}
     for name, model in models.items():
         out[name] = hiding(model, x, y, eps=eps, decimals=decimals, budgets=budgets, p_init=p_init,
                            queries_per_minute=queries_per_minute, batch_size=batch_size, seed=seed,
                            log=lambda s, name=name: log(f"{name}: {s}"))
+        for row in out[name]["rows"]:
+            seconds[f"{name}/{row['api']}/{row['attack']}"] = row.pop("seconds")
         rows += curve(out[name], name)
-    return {"models": out}, rows
+    return {"models": out}, rows, seconds
 
 
 def _median(d: torch.Tensor) -> float | None:

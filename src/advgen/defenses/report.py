@@ -195,6 +195,7 @@ def _hiding(collected: dict) -> list[Section]:
     budgets = [str(b) for b in first["budgets"]]
     hours = first["hours_per_image"]
     head = ["model", "API", "attack", *(f"{int(b):,} q ({num(hours[b], 2 if hours[b] < 1 else 1)} h)" for b in budgets), "wall s"]
+    seconds = collected["hiding"].get("cost", {}).get("attack_seconds", {})  # this run's machine, if recorded
     rows, l2 = [], []
     for name, r in m["models"].items():
         for api, w in ((a, r["apis"][a]) for a in API_NAMES):
@@ -203,9 +204,11 @@ def _hiding(collected: dict) -> list[Section]:
         for row in r["rows"]:
             if "accuracy" in row:
                 rows.append(["", API_NAMES[row["api"]], row["attack"],
-                             *(pct_ci(row["accuracy"][b], row["accuracy_ci95"][b]) for b in budgets), num(row["seconds"], 0)])
+                             *(pct_ci(row["accuracy"][b], row["accuracy_ci95"][b]) for b in budgets),
+                             num(seconds.get(f"{name}/{row['api']}/{row['attack']}"), 0)])
             else:
-                l2.append([name, row["attack"], *(num(row["median_l2"][b], 2) for b in budgets), num(row["seconds"], 0)])
+                l2.append([name, row["attack"], *(num(row["median_l2"][b], 2) for b in budgets),
+                           num(seconds.get(f"{name}/{row['api']}/{row['attack']}"), 0)])
     paired = [[name, API_NAMES[api], *(f"{t['only_a']} / {t['only_b']}, {p_text(t['p_a_higher'])}"
                                        for t in (r["apis"][api]["vs_scores"][b] for b in budgets))]
               for name, r in m["models"].items() for api in ("rounded", "label")]
@@ -223,7 +226,7 @@ def _hiding(collected: dict) -> list[Section]:
                   f"hours are that budget at the lecture's rate limit of {first['queries_per_minute']:g} queries a "
                   f"minute (C7). Clean accuracy: {clean}. The models are `replicate_c9@{m['seed']}`'s "
                   f"(`{m['folder']}`): the main run's `{m['base']}` and `{m['defended']}` recipes trained from that "
-                  "seed."),
+                  "seed. Wall seconds per attack come from `reports/cost/hiding.json` (this run's machine)."),
         Table(head, rows),
         *figure_images(collected, "figures/hiding.png", "Each API's worst-case accuracy against queries per image"),
         Paragraph("Decision-based attacks in L2: the median L2 distance of the adversarial each has found after "
