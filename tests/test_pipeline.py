@@ -376,7 +376,7 @@ def _hiding_outputs(repo: Path) -> None:
         # full scores' worst case includes the label attack: never above the label API's
         assert all(r["apis"]["scores"]["accuracy"][b] <= r["apis"]["label"]["accuracy"][b] for b in r["apis"]["label"]["accuracy"])
     claim = next(c for c in json.loads((repo / "reports/claims.json").read_text()) if c["id"] == "C9b")
-    assert claim["verdict"] == "not_measured" and "1000 in hiding.budgets" in claim["measured"]
+    assert claim["verdict"] == "not_measured" and "1000 and 10000 in hiding.budgets" in claim["measured"]
 
 
 def _headline_metrics_are_small(repo: Path) -> None:
