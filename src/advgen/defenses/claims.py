@@ -116,6 +116,11 @@ def _c9b_judge(r: dict) -> tuple[bool, bool]:
     return raises, not_stopped
 
 
+def _c9b_paired(r: dict) -> str:
+    """Each hiding API's one-sided p against full scores at C9B_BUDGET."""
+    return ", ".join(f"{a} {p_text(at(r['apis'][a]['vs_scores'], C9B_BUDGET, '')['p_a_higher'])}" for a in HIDING_APIS)
+
+
 def _c9b_line(r: dict) -> str:
     """Each API's worst-case accuracy after C9B_BUDGET and C9B_LIMIT queries."""
     a = r["apis"]
@@ -134,14 +139,13 @@ def _c9b(c: dict) -> Finding | None:
     rows = {row["attack"] if row["api"] == "label" else f"square_{row['api']}": row for row in r["rows"]}
     square_rounded = at(rows["square_rounded"]["accuracy"], C9B_LIMIT, "")
     l2 = rows.get("hopskipjump_l2", {}).get("median_l2", {}).get(str(C9B_LIMIT))
-    defended = m["models"].get(m["defended"])
+    defended, d_text = m["models"].get(m["defended"]), ""
     if defended:
         d_raises, d_not_stopped = _c9b_judge(defended)
-        d_tests = ", ".join(f"{a} {p_text(at(defended['apis'][a]['vs_scores'], C9B_BUDGET, '')['p_a_higher'])}"
-                            for a in HIDING_APIS)
         d_text = (f"; `{m['defended']}` (clean {100 * defended['clean_accuracy']:.1f}%): {_c9b_line(defended)}; "
-                  f"paired {d_tests}; the criterion {'holds' if d_raises and d_not_stopped else 'fails'} on it "
-                  f"(queries raised: {'yes' if d_raises else 'no'}, attack not stopped: {'yes' if d_not_stopped else 'no'})")
+                  f"paired {_c9b_paired(defended)}; the criterion {'holds' if d_raises and d_not_stopped else 'fails'} "
+                  f"on it (queries raised: {'yes' if d_raises else 'no'}, attack not stopped: "
+                  f"{'yes' if d_not_stopped else 'no'})")
     return Finding(
         experiment=(f"hiding stage: `{base}` (replicate_c9@{m['seed']}, the main run's recipe) behind three APIs, "
                     f"full scores, scores rounded to {r['decimals']} decimals, the top-1 label, on the first "
@@ -150,12 +154,11 @@ def _c9b(c: dict) -> Finding | None:
                     f"limit {r['queries_per_minute']:g} queries/min; `{m['defended']}` beside it"),
         measured=(f"clean {100 * r['clean_accuracy']:.1f}%; worst case after {C9B_BUDGET} queries ({hours[str(C9B_BUDGET)]:.1f} h) "
                   f"-> after {C9B_LIMIT} ({hours[str(C9B_LIMIT)]:.0f} h): {_c9b_line(r)}; paired vs full scores at "
-                  f"{C9B_BUDGET}: " + ", ".join(f"{a} {p_text(at(r['apis'][a]['vs_scores'], C9B_BUDGET, '')['p_a_higher'])}"
-                                              for a in HIDING_APIS)
+                  f"{C9B_BUDGET}: {_c9b_paired(r)}"
                   + f"; Square alone on rounded scores: {100 * square_rounded:.1f}% after {C9B_LIMIT} (the rounded "
                   "API's worst case below it is the label attack's)"
                   + (f"; label-only HopSkipJump L2 median distance {l2:.2f} after {C9B_LIMIT}" if l2 is not None else "")
-                  + (d_text if defended else "")),
+                  + d_text),
         criterion=(f"at {C9B_BUDGET} queries per image, each hiding API (rounded, label) leaves more images correct "
                    f"than full scores (exact paired test, p < {C9B_ALPHA}) AND at {C9B_LIMIT} queries each hiding "
                    "API's worst case is at most half the clean accuracy (the attack is not stopped); judged on "
